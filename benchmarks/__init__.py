@@ -1,0 +1,1 @@
+"""ONEX benchmarks: every figure is printed beside a floor measured in the same run."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
@@ -42,7 +42,7 @@ MAX_ENTITY_ID_LENGTH = 512
 EMPTY_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Envelope:
     """A routed message. See the module docstring for what each field promises.
 
@@ -58,20 +58,44 @@ class Envelope:
     correlation_id: UUID
     entity_id: str
     emitted_at: datetime
-    causation_id: UUID | None = None
-    headers: Mapping[str, str] = field(default=EMPTY_HEADERS)
-    schema_version: int = 1
+    causation_id: UUID | None
+    headers: Mapping[str, str]
+    schema_version: int
 
-    def __post_init__(self) -> None:
-        if self.emitted_at.utcoffset() is None:
+    def __init__(
+        self,
+        envelope_id: UUID,
+        topic: str,
+        event_type: str,
+        payload: Mapping[str, Any],
+        correlation_id: UUID,
+        entity_id: str,
+        emitted_at: datetime,
+        causation_id: UUID | None = None,
+        headers: Mapping[str, str] = EMPTY_HEADERS,
+        schema_version: int = 1,
+    ) -> None:
+        # Envelopes are built once per message on the hot path. Setting the slots through their
+        # descriptors costs half of what a generated frozen __init__ does (object.__setattr__
+        # per field); the instance is just as frozen afterwards.
+        if emitted_at.utcoffset() is None:
             raise ContentError("envelope emitted_at must be timezone-aware")
-        entity_id = self.entity_id
         if not entity_id or len(entity_id) > MAX_ENTITY_ID_LENGTH:
             raise ContentError(
                 f"envelope entity_id must be 1 to {MAX_ENTITY_ID_LENGTH} characters long"
             )
-        if not self.event_type:
+        if not event_type:
             raise ContentError("envelope event_type must not be empty")
+        _set_envelope_id(self, envelope_id)
+        _set_topic(self, topic)
+        _set_event_type(self, event_type)
+        _set_payload(self, payload)
+        _set_correlation_id(self, correlation_id)
+        _set_entity_id(self, entity_id)
+        _set_emitted_at(self, emitted_at)
+        _set_causation_id(self, causation_id)
+        _set_headers(self, headers)
+        _set_schema_version(self, schema_version)
 
     def child(
         self,
@@ -103,6 +127,20 @@ class Envelope:
             headers=headers,
             schema_version=schema_version,
         )
+
+
+(
+    _set_envelope_id,
+    _set_topic,
+    _set_event_type,
+    _set_payload,
+    _set_correlation_id,
+    _set_entity_id,
+    _set_emitted_at,
+    _set_causation_id,
+    _set_headers,
+    _set_schema_version,
+) = (getattr(Envelope, name).__set__ for name in Envelope.__slots__ if name != "__weakref__")
 
 
 # --------------------------------------------------------------------------- deterministic ids

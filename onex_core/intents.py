@@ -74,7 +74,7 @@ def intent_id_for(cause: UUID, intent_type: str, index: int) -> UUID:
 
 def is_valid_intent_type(text: str) -> bool:
     """True for lowercase dotted names such as ``consul.register``."""
-    return bool(_INTENT_TYPE.match(text))
+    return isinstance(text, str) and _INTENT_TYPE.match(text) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +93,11 @@ def make_target(protocol: str, resource: str, identifier: str) -> str:
     """Build a target URI, validating its parts.
 
     Raises:
-        ContentError: a part is empty, or the protocol or resource is malformed.
+        ContentError: a part is empty, or the protocol or resource is malformed (a resource
+            with a ``/`` would silently move part of it into the identifier).
     """
+    if "/" in resource:
+        raise ContentError(f"intent target resource {resource!r} must not contain '/'")
     return str(parse_target(f"{protocol}://{resource}/{identifier}"))
 
 

@@ -184,8 +184,6 @@ def _topic_problem(text: str) -> str | None:
         return f"is {len(text)} characters long (at most {MAX_TOPIC_LENGTH})"
     if not text.isascii() or not text.isprintable():
         return "contains non-ASCII or control characters"
-    if text != text.lower():
-        return "must be lowercase (topics are never normalised)"
     parts = text.split(".")
     if len(parts) != 5:
         return f"has {len(parts)} segments; expected 5: onex.<kind>.<producer>.<event-name>.v<N>"

@@ -1,0 +1,1 @@
+"""Canary plugin package for the plugin-loader tests. Importing it has no effect."""

@@ -1,0 +1,1 @@
+"""Handlers, good and bad. Importing the package itself leaves no marker."""

@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from types import MappingProxyType
 from typing import Any
 from uuid import UUID
 
@@ -39,7 +38,30 @@ __all__ = [
 ]
 
 MAX_ENTITY_ID_LENGTH = 512
-EMPTY_HEADERS: Mapping[str, str] = MappingProxyType({})
+
+
+class _EmptyHeaders(Mapping[str, str]):
+    """The shared, immutable empty header mapping; pickles and copies as itself."""
+
+    __slots__ = ()
+
+    def __getitem__(self, key: str) -> str:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "{}"
+
+    def __reduce__(self) -> str:
+        return "EMPTY_HEADERS"
+
+
+EMPTY_HEADERS: Mapping[str, str] = _EmptyHeaders()
 
 
 @dataclass(frozen=True, slots=True, init=False)

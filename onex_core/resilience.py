@@ -58,6 +58,7 @@ __all__ = [
     "Breaker",
     "BreakerPolicy",
     "BreakerState",
+    "EffectPolicy",
     "RetryPolicy",
     "admit",
     "closed_breaker",
@@ -368,3 +369,28 @@ def next_delay(
     if retry_after is not None and retry_after > delay:
         return float(retry_after)
     return delay
+
+
+# --------------------------------------------------------------------------- effect policy
+
+
+@dataclass(frozen=True, slots=True)
+class EffectPolicy:
+    """Everything the runtime needs to run one kind of effect reliably.
+
+    Args:
+        retry: how transient failures are retried.
+        breaker: when the backend's circuit opens and how it recovers.
+        timeout: seconds one attempt may take before it counts as a transient failure.
+
+    Raises:
+        UsageError: ``timeout`` is not a positive finite number.
+    """
+
+    retry: RetryPolicy = RetryPolicy()
+    breaker: BreakerPolicy = BreakerPolicy()
+    timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not _finite(self.timeout) or self.timeout <= 0:
+            raise UsageError("effect timeout must be a positive number of seconds")

@@ -94,6 +94,15 @@ class Redactor:
             text = text[:cap] + "… [truncated]"
         return text
 
+    def scrub(self, text: str) -> str:
+        """``text`` with registered secret values replaced by ``***`` and nothing else changed.
+
+        For payloads kept for replay (a DLQ record's original value), where patterns and
+        escaping would alter legitimate content.
+        """
+        pattern = self._pattern
+        return text if pattern is None else pattern.sub("***", text)
+
     def redact_error(self, error: BaseException) -> str:
         """``"<ErrorType>: <redacted message>"`` — the form DLQ records and logs use."""
         return f"{type(error).__name__}: {self.redact(str(error))}"

@@ -1,0 +1,213 @@
+"""The runtime host on the embedded default, on virtual time: the delivery promises of DESIGN §3."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+
+import pytest
+
+from onex_adapters.clock import run_virtual
+from onex_adapters.memory_bus import ConsumerCrashed, Faults, InMemoryBroker
+from onex_adapters.runtime import RuntimeConfig
+from onex_core.resilience import BreakerPolicy, EffectPolicy, RetryPolicy
+from tests.adapters.runtime_kit import (
+    COMMAND,
+    DLQ,
+    DONE,
+    OUTCOME,
+    LedgerEffect,
+    command,
+    make_world,
+)
+
+
+def test_a_command_is_handled_applied_published_and_committed() -> None:
+    async def scenario() -> None:
+        world = make_world()
+        await world.send(command("a", 1), command("b", 1))
+        assert await world.host.run_until_idle() == 2
+        assert sorted(world.ledger.applied) == [("a", 1), ("b", 1)]
+        done = [json.loads(r.value) for r in world.broker.records(DONE)]
+        assert sorted(d["entity_id"] for d in done) == ["a", "b"]
+        outcomes = [json.loads(r.value)["payload"] for r in world.broker.records(OUTCOME)]
+        assert all(o["ok"] and o["status"] == "done" for o in outcomes)
+        assert world.broker.lag("things", [COMMAND]) == 0
+
+    run_virtual(scenario())
+
+
+def test_same_entity_stays_in_order_while_entities_interleave() -> None:
+    async def scenario() -> None:
+        world = make_world(config=RuntimeConfig(name="things", concurrency=8))
+        envelopes = [command(entity, n) for n in range(20) for entity in ("a", "b", "c", "d")]
+        await world.send(*envelopes)
+        await world.host.run_until_idle()
+        for entity in "abcd":
+            assert [n for e, n in world.ledger.applied if e == entity] == list(range(20))
+
+    run_virtual(scenario())
+
+
+def test_a_poison_message_goes_to_the_dlq_once_and_the_rest_flow() -> None:
+    async def scenario() -> None:
+        world = make_world()
+        await world.send(command("a", 1))
+        await world.host.bus.publish(COMMAND, b"{not json", key=b"a")
+        await world.send(command("a", 2))
+        await world.host.run_until_idle()
+        assert world.ledger.applied == [("a", 1), ("a", 2)]
+        letters = world.dead_letters()
+        assert len(letters) == 1
+        assert letters[0]["failure_class"] == "undecodable"
+        assert letters[0]["original_message"]["value"] == "{not json"
+        assert world.broker.lag("things", [COMMAND]) == 0
+
+    run_virtual(scenario())
+
+
+def test_unroutable_envelopes_are_dead_lettered_with_their_verdict() -> None:
+    async def scenario() -> None:
+        world = make_world()
+        stray = command("a", 1)
+        wrong_type = type(stray)(
+            envelope_id=stray.envelope_id,
+            topic=COMMAND,
+            event_type="Not A Type",
+            payload=stray.payload,
+            correlation_id=stray.correlation_id,
+            entity_id="a",
+            emitted_at=stray.emitted_at,
+        )
+        await world.send(wrong_type)
+        await world.host.run_until_idle()
+        [letter] = world.dead_letters()
+        assert letter["failure_class"] == "publisher_malformed"
+        assert letter["correlation_id"] == str(stray.correlation_id)
+        assert world.ledger.applied == []
+
+    run_virtual(scenario())
+
+
+def test_crash_before_commit_redelivers_and_each_effect_applies_once() -> None:
+    async def scenario() -> None:
+        broker = InMemoryBroker(partitions=4)
+        ledger = LedgerEffect()
+        world = make_world(broker=broker, ledger=ledger, faults=Faults(crash_on_commit=1))
+        await world.send(*[command(e, n) for n in range(5) for e in ("a", "b", "c")])
+        with pytest.raises(ConsumerCrashed):
+            await world.host.run_until_idle()
+        assert len(ledger.applied) == 15  # applied, but not committed
+        restarted = make_world(broker=broker, ledger=ledger, idempotency=world.idempotency)
+        await restarted.host.run_until_idle()
+        assert Counter(ledger.applied) == Counter((e, n) for n in range(5) for e in "abc")
+        assert restarted.host.stats.effects_skipped == 15
+        assert broker.lag("things", [COMMAND]) == 0
+
+    run_virtual(scenario())
+
+
+def test_transient_failures_are_retried_with_backoff_on_virtual_time() -> None:
+    async def scenario() -> None:
+        world = make_world()
+        world.ledger.faults.fail_next(2)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await world.send(command("a", 1))
+        await world.host.run_until_idle()
+        assert world.ledger.applied == [("a", 1)]
+        assert world.ledger.faults.calls == 3
+        elapsed = loop.time() - started
+        # Two waits: 1 s then 2 s, each ±25 %.
+        assert 0.75 + 1.5 <= elapsed <= 1.25 + 2.5
+        [outcome] = [json.loads(r.value)["payload"] for r in world.broker.records(OUTCOME)]
+        assert outcome["attempts"] == 3
+        assert world.dead_letters() == []
+
+    run_virtual(scenario())
+
+
+def test_exhausted_and_permanent_failures_are_dead_lettered_with_their_history() -> None:
+    async def scenario() -> None:
+        world = make_world()
+        world.ledger.faults.fail_next(3)  # all three attempts fail
+        await world.send(command("a", 1))
+        await world.host.run_until_idle()
+        world.ledger.faults.fail_next(1, permanent=True)
+        await world.send(command("b", 1))
+        await world.host.run_until_idle()
+        letters = {d["intent"]["target"]: d for d in world.dead_letters()}
+        exhausted = letters["ledger://things/a"]
+        assert exhausted["failure_class"] == "effect_exhausted"
+        assert [a["attempt"] for a in exhausted["attempts"]] == [1, 2, 3]
+        assert exhausted["retry_count"] == 2
+        rejected = letters["ledger://things/b"]
+        assert rejected["failure_class"] == "effect_rejected"
+        assert len(rejected["attempts"]) == 1
+        outcomes = {
+            json.loads(r.value)["entity_id"]: json.loads(r.value)["payload"]
+            for r in world.broker.records(OUTCOME)
+        }
+        assert outcomes["a"]["ok"] is False
+        assert outcomes["a"]["permanent"] is False
+        assert outcomes["b"]["permanent"] is True
+        assert world.ledger.applied == []
+        assert world.broker.lag("things", [COMMAND]) == 0
+
+    run_virtual(scenario())
+
+
+def test_an_open_breaker_stops_calls_until_its_probe() -> None:
+    async def scenario() -> None:
+        policy = EffectPolicy(
+            retry=RetryPolicy(max_attempts=1),
+            breaker=BreakerPolicy(failure_threshold=2, reset_timeout=30.0),
+            timeout=5.0,
+        )
+        world = make_world(policy=policy)
+        world.ledger.faults.fail_always()
+        await world.send(command("a", 1), command("a", 2), command("a", 3))
+        await world.host.run_until_idle()
+        assert world.ledger.faults.calls == 2  # the third was refused locally
+        assert world.host.effects.breaker("ledger").state == "open"
+        letters = world.dead_letters()
+        assert [d["error_type"] for d in letters] == [
+            "EffectUnavailable",
+            "EffectUnavailable",
+            "CircuitOpen",
+        ]
+
+    run_virtual(scenario())
+
+
+def test_a_dlq_that_is_down_pauses_instead_of_losing_the_record() -> None:
+    async def scenario() -> None:
+        faults = Faults(failing_topics={DLQ: 5})
+        world = make_world(faults=faults)
+        await world.host.bus.publish(COMMAND, b"poison", key=b"a")
+        await world.send(command("a", 1))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await world.host.run_until_idle()
+        assert loop.time() > started  # it waited for the DLQ to come back
+        assert len(world.dead_letters()) == 1
+        assert world.ledger.applied == [("a", 1)]
+        assert world.broker.lag("things", [COMMAND]) == 0
+
+    run_virtual(scenario())
+
+
+def test_stop_drains_the_batch_in_hand_and_commits_it() -> None:
+    async def scenario() -> None:
+        world = make_world()
+        await world.send(*[command("a", n) for n in range(3)])
+        task = world.host.start_background()
+        await asyncio.sleep(0)
+        await world.host.stop()
+        assert task.done()
+        assert world.host.is_draining
+        assert len(world.ledger.applied) == 3
+        assert world.broker.lag("things", [COMMAND]) == 0
+
+    run_virtual(scenario())

@@ -51,19 +51,24 @@ class ProjectionStoreSuite:
 
     make_store: Callable[[], Awaitable[ProjectionStore]]
 
+    def run(self, scenario: Awaitable[Any]) -> Any:
+        """Run one scenario in a fresh event loop. Adapters that hold connections override
+        this to close them inside the same loop."""
+        return run(scenario)
+
     def test_conforms_to_the_port(self) -> None:
         async def scenario() -> None:
             store = await self.make_store()
             assert port_problems(store, ProjectionStore) == ()
 
-        run(scenario())
+        self.run(scenario())
 
     def test_get_of_an_unknown_entity_is_none(self) -> None:
         async def scenario() -> None:
             store = await self.make_store()
             assert await store.get("nobody", "registration") is None
 
-        run(scenario())
+        self.run(scenario())
 
     def test_put_then_get_round_trips(self) -> None:
         async def scenario() -> None:
@@ -72,7 +77,7 @@ class ProjectionStoreSuite:
             assert await store.put(written) is True
             assert await store.get("node-1", "registration") == written
 
-        run(scenario())
+        self.run(scenario())
 
     def test_an_older_event_never_overwrites_a_newer_one(self) -> None:
         async def scenario() -> None:
@@ -82,7 +87,7 @@ class ProjectionStoreSuite:
             assert await store.put(projection(sequence=4, state="accepted")) is False
             assert await store.get("node-1", "registration") == newer
 
-        run(scenario())
+        self.run(scenario())
 
     def test_an_exact_replay_is_refused_as_stale(self) -> None:
         async def scenario() -> None:
@@ -91,7 +96,7 @@ class ProjectionStoreSuite:
             assert await store.put(first)
             assert await store.put(first) is False
 
-        run(scenario())
+        self.run(scenario())
 
     def test_same_sequence_same_partition_higher_offset_wins(self) -> None:
         async def scenario() -> None:
@@ -101,7 +106,7 @@ class ProjectionStoreSuite:
             assert await store.put(later)
             assert await store.get("node-1", "registration") == later
 
-        run(scenario())
+        self.run(scenario())
 
     def test_domains_and_entities_are_separate(self) -> None:
         async def scenario() -> None:
@@ -113,7 +118,7 @@ class ProjectionStoreSuite:
             assert await store.get("node-a", "registration") == a
             assert await store.get("node-a", "billing") == b
 
-        run(scenario())
+        self.run(scenario())
 
     def test_overdue_finds_past_deadlines_earliest_first(self) -> None:
         async def scenario() -> None:
@@ -129,7 +134,7 @@ class ProjectionStoreSuite:
             first = await store.overdue("registration", "ack_deadline", now, 1)
             assert [p.entity_id for p in first] == ["later"]
 
-        run(scenario())
+        self.run(scenario())
 
 
 class IdempotencyStoreSuite:
@@ -137,19 +142,24 @@ class IdempotencyStoreSuite:
 
     make_store: Callable[[], Awaitable[IdempotencyStore]]
 
+    def run(self, scenario: Awaitable[Any]) -> Any:
+        """Run one scenario in a fresh event loop. Adapters that hold connections override
+        this to close them inside the same loop."""
+        return run(scenario)
+
     def test_conforms_to_the_port(self) -> None:
         async def scenario() -> None:
             store = await self.make_store()
             assert port_problems(store, IdempotencyStore) == ()
 
-        run(scenario())
+        self.run(scenario())
 
     def test_unknown_keys_are_not_seen(self) -> None:
         async def scenario() -> None:
             store = await self.make_store()
             assert await store.seen("effects", str(uuid.uuid4())) is False
 
-        run(scenario())
+        self.run(scenario())
 
     def test_recorded_keys_are_seen_and_recording_twice_is_harmless(self) -> None:
         async def scenario() -> None:
@@ -159,7 +169,7 @@ class IdempotencyStoreSuite:
             await store.record("effects", key)
             assert await store.seen("effects", key) is True
 
-        run(scenario())
+        self.run(scenario())
 
     def test_domains_are_separate(self) -> None:
         async def scenario() -> None:
@@ -168,4 +178,4 @@ class IdempotencyStoreSuite:
             await store.record("consul", key)
             assert await store.seen("postgres", key) is False
 
-        run(scenario())
+        self.run(scenario())

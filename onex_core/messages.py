@@ -170,7 +170,16 @@ class Envelope:
 _sha1 = hashlib.sha1
 _from_bytes = int.from_bytes
 _new = object.__new__
-_set = object.__setattr__
+
+
+def _uuid_slot_setter(name: str) -> Any:
+    # UUID.__setattr__ refuses, so store through the slot descriptor. On a Python whose UUID
+    # has no such slot this is None, _uuid5_fast raises TypeError, and the probe falls back.
+    return getattr(UUID.__dict__.get(name), "__set__", None)
+
+
+_set_uuid_int = _uuid_slot_setter("int")
+_set_uuid_is_safe = _uuid_slot_setter("is_safe")
 _UNKNOWN = uuid.SafeUUID.unknown
 _CLEAR_VERSION_AND_VARIANT = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
 _VERSION_5_RFC_4122 = (5 << 76) | (0x8000 << 48)
@@ -178,11 +187,10 @@ _VERSION_5_RFC_4122 = (5 << 76) | (0x8000 << 48)
 
 def _uuid5_fast(parent: UUID, name: str) -> UUID:
     # Exactly uuid.uuid5, without UUID.__init__'s argument juggling (a third of the cost).
-    value = _from_bytes(_sha1(parent.bytes + name.encode()).digest()[:16])
-    value = (value & _CLEAR_VERSION_AND_VARIANT) | _VERSION_5_RFC_4122
+    value = _from_bytes(_sha1(parent.int.to_bytes(16) + name.encode()).digest()[:16])
     result: UUID = _new(UUID)
-    _set(result, "int", value)
-    _set(result, "is_safe", _UNKNOWN)
+    _set_uuid_int(result, (value & _CLEAR_VERSION_AND_VARIANT) | _VERSION_5_RFC_4122)
+    _set_uuid_is_safe(result, _UNKNOWN)
     return result
 
 

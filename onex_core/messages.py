@@ -187,7 +187,8 @@ _VERSION_5_RFC_4122 = (5 << 76) | (0x8000 << 48)
 
 def _uuid5_fast(parent: UUID, name: str) -> UUID:
     # Exactly uuid.uuid5, without UUID.__init__'s argument juggling (a third of the cost).
-    value = _from_bytes(_sha1(parent.int.to_bytes(16) + name.encode()).digest()[:16])
+    # The top 128 of SHA-1's 160 bits, as uuid5 takes them (a shift is cheaper than a slice).
+    value = _from_bytes(_sha1(parent.int.to_bytes(16) + name.encode()).digest()) >> 32
     result: UUID = _new(UUID)
     _set_uuid_int(result, (value & _CLEAR_VERSION_AND_VARIANT) | _VERSION_5_RFC_4122)
     _set_uuid_is_safe(result, _UNKNOWN)

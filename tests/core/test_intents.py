@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from typing import Any
 from uuid import UUID
@@ -41,8 +40,24 @@ def test_a_valid_intent_keeps_its_fields_and_is_frozen() -> None:
     intent = make()
     assert intent.intent_type == "consul.register"
     assert intent == make()
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):
         intent.target = "consul://service/other"  # type: ignore[misc]
+    assert intent != tuple(intent)  # strict equality: never equal to a plain tuple
+    changed = intent.replace(target="consul://service/other")
+    assert changed.target == "consul://service/other"
+    assert changed.intent_id == intent.intent_id
+    with pytest.raises(TypeError, match="no field"):
+        intent.replace(targte="x://y/z")
+
+
+def test_intents_pickle_and_copy_as_themselves() -> None:
+    import copy
+    import pickle
+
+    intent = make()
+    assert pickle.loads(pickle.dumps(intent)) == intent
+    assert copy.deepcopy(intent) == intent
+    assert type(copy.copy(intent)) is type(intent)
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ Exit codes, for every subcommand:
 
 - ``0`` — success;
 - ``1`` — the input is wrong (an invalid contract, lint errors, lint warnings under
-  ``--strict``);
+  ``--strict``), or a database refused or could not be reached;
 - ``2`` — the command line is wrong (unknown subcommand, missing argument, a path that does not
   exist).
 
@@ -31,7 +31,7 @@ from onex_contracts.issues import ContractInvalid, ContractIssue
 from onex_contracts.lint import contract_files, lint
 from onex_contracts.loader import Loaded, load_located
 from onex_contracts.schema import NodeContract
-from onex_core.errors import ContractError
+from onex_core.errors import ContractError, EffectError, UsageError
 
 __all__ = ["COMMANDS", "Command", "main"]
 
@@ -205,9 +205,92 @@ def _configure_demo(parser: argparse.ArgumentParser) -> None:
 
 def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     # Imported here: the runtime is not needed by the contract commands.
+    from onex_adapters.redaction import REDACTOR
     from onex_adapters.registration import demo
 
-    return demo.main([], out)
+    try:
+        return demo.main([], out)
+    except UsageError as exc:  # ONEX_POSTGRES_DSN does not parse (never echoed)
+        raise _Usage(f"onex demo: {exc}") from None
+    except EffectError as exc:  # PostgreSQL refused, or could not be reached
+        err.write(f"onex demo: {REDACTOR.redact(str(exc))}\n")
+        return INVALID
+
+
+# --------------------------------------------------------------------------- db
+
+
+def _configure_db(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    migrate = actions.add_parser(
+        "migrate",
+        help="apply the PostgreSQL migrations the database lacks",
+        description="Apply the PostgreSQL migrations the database lacks (idempotent).",
+    )
+    migrate.add_argument(
+        "--dsn",
+        help="libpq connection string (default: ONEX_POSTGRES_DSN); a password given here is "
+        "visible to other local users: prefer the variable or a passfile",
+    )
+    migrate.add_argument(
+        "--schema",
+        help="the schema to migrate (default: ONEX_POSTGRES_SCHEMA, else the search_path)",
+    )
+
+
+def _db(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    # Imported here: PostgreSQL is an optional extra, not needed by the other commands.
+    import asyncio
+
+    from onex_adapters.postgres import PostgresSettings, migrate
+    from onex_adapters.redaction import REDACTOR
+
+    dsn = args.dsn or os.environ.get("ONEX_POSTGRES_DSN")
+    if not dsn:
+        raise _Usage("onex db migrate: no database: pass --dsn or set ONEX_POSTGRES_DSN")
+    schema = args.schema or os.environ.get("ONEX_POSTGRES_SCHEMA") or None
+    try:
+        settings = PostgresSettings.from_dsn(dsn, schema=schema, min_size=1, max_size=1)
+    except UsageError as exc:  # the message never contains the DSN
+        raise _Usage(f"onex db {args.action}: {exc}") from None
+    where = settings.describe() + (f" (schema {schema})" if schema else "")
+    try:
+        applied = asyncio.run(migrate(settings))
+    except EffectError as exc:  # translated at the adapter's edge; redacted once more here
+        err.write(f"onex db migrate: {where}: {REDACTOR.redact(str(exc))}\n")
+        return INVALID
+    if applied:
+        out.write(f"{where}: applied migrations {', '.join(map(str, applied))}\n")
+    else:
+        out.write(f"{where}: already current\n")
+    return 0
+
+
+# --------------------------------------------------------------------------- topics
+
+
+def _configure_topics(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = actions.add_parser(
+        "create",
+        help="create every subscribe, publish and dead-letter topic the contracts name",
+        description="Create every subscribe, publish and dead-letter topic the contracts under "
+        "PATH name, with retention by kind; existing topics are left as they are. TLS and SASL "
+        "settings come from the ONEX_KAFKA_* variables.",
+    )
+    create.add_argument("path", metavar="PATH", help="a directory of contracts, or one file")
+    create.add_argument("--bootstrap", metavar="HOST:PORT", help="default: $ONEX_KAFKA_BOOTSTRAP")
+    create.add_argument("--partitions", type=int, default=3, metavar="N", help="default: 3")
+    create.add_argument("--replication-factor", type=int, default=1, metavar="N", help="default: 1")
+    create.add_argument("--timeout", type=float, default=30.0, metavar="S", help="default: 30")
+    create.add_argument("--dry-run", action="store_true", help="print the plan, create nothing")
+    create.add_argument("--json", action="store_true", help="print a JSON report on stdout")
+
+
+def _topics(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from onex_adapters.kafka.commands import run_topics  # imported here: the kafka extra
+
+    return run_topics(args, out, err)
 
 
 # --------------------------------------------------------------------------- the table
@@ -219,8 +302,13 @@ COMMANDS: tuple[Command, ...] = (
         "diagram", "draw a state machine or a directory as Mermaid", _configure_diagram, _diagram
     ),
     Command(
-        "demo", "run a workflow on the embedded default, in virtual time", _configure_demo, _demo
+        "demo",
+        "run a workflow in virtual time (in memory; in PostgreSQL with ONEX_POSTGRES_DSN)",
+        _configure_demo,
+        _demo,
     ),
+    Command("db", "manage the PostgreSQL schema (migrate)", _configure_db, _db),
+    Command("topics", "create the Kafka topics contracts name", _configure_topics, _topics),
 )
 """Every ``onex`` subcommand, in the order ``onex --help`` lists them."""
 

@@ -39,7 +39,8 @@ Intents (payload fields; ``check_ttl_seconds`` defaults to 30):
 - ``consul.deregister`` — ``service_id``: removes the service and its check; an id the agent
   does not know (404) counts as done.
 - ``consul.pass_check`` — ``service_id`` and optionally the registration fields: marks the check
-  passing, re-registering first if needed (see above).
+  passing, re-registering first if needed (see above). The registration workflow's shape is
+  accepted too: ``check_id`` naming the service and the registration under ``registration``.
 - ``consul.kv_get`` — ``key``: the value (as text) and its ``ModifyIndex``. The KV store holds
   configuration, not secrets — secrets live in Vault — and any registered secret value that
   turns up in it anyway is replaced by ``***`` in the result.
@@ -715,18 +716,17 @@ class ConsulServiceRegistry:
 
     async def _pass_or_restore(self, intent: Intent) -> dict[str, Any]:
         kind = intent.intent_type
-        payload = intent.payload
-        service_id = _id_field(payload, "service_id", kind)
+        service_id, fields = _pass_target(intent.payload, kind)
         check_id = _check_id(service_id)
         if await self.pass_check(service_id):
             return {"service_id": service_id, "check_id": check_id, "reregistered": False}
-        if not {"service_name", "address", "port"} <= payload.keys():
+        if not {"service_name", "address", "port"} <= fields.keys():
             raise EffectUnavailable(
                 f"consul: pass check {check_id} failed: the agent does not know the check "
                 "and the intent carries no registration to restore it",
                 backend=_BACKEND,
             )
-        service = service_from_payload(payload, kind)
+        service = service_from_payload({**fields, "service_id": service_id}, kind)
         _log.warning(
             "consul: the agent lost check %s; re-registering service %s (correlation %s)",
             check_id,
@@ -763,6 +763,19 @@ class ConsulServiceRegistry:
 
 def _check_id(service_id: str) -> str:
     return f"service:{service_id}"
+
+
+def _pass_target(payload: Mapping[str, Any], kind: str) -> tuple[str, Mapping[str, Any]]:
+    """The service id and registration fields of a ``consul.pass_check`` payload: flat
+    (``service_id`` beside the fields), or as the registration workflow builds it (``check_id``
+    naming the service, with or without the ``service:`` prefix, and the fields under
+    ``registration``)."""
+    nested = payload.get("registration")
+    fields: Mapping[str, Any] = nested if isinstance(nested, Mapping) else payload
+    if "service_id" in payload or "check_id" not in payload:
+        return _id_field(payload, "service_id", kind), fields
+    check_id = _id_field(payload, "check_id", kind)
+    return check_id.removeprefix("service:"), fields
 
 
 def _payload_key(payload: Mapping[str, Any], kind: str) -> str:

@@ -5,15 +5,19 @@
 - :mod:`~onex_adapters.registration.effects` — the service-registry and registration-storage
   effect handlers of the embedded default.
 - :mod:`~onex_adapters.registration.app` — :func:`build_registration`, which wires them from the
-  shipped contracts onto the adapters it is given.
+  shipped contracts onto the adapters it is given, and :func:`open_backends` /
+  :func:`build_registration_from_env`, which choose the adapters from configuration.
 - :mod:`~onex_adapters.registration.demo` — ``onex demo registration``.
 """
 
 from onex_adapters.registration.app import (
+    Backends,
     Contracts,
     Registration,
     build_registration,
+    build_registration_from_env,
     load_registration_contracts,
+    open_backends,
 )
 from onex_adapters.registration.effects import (
     InMemoryRegistrationTable,
@@ -24,6 +28,7 @@ from onex_adapters.registration.effects import (
 from onex_adapters.registration.handlers import RegistrationOrchestrator, RegistrationTicks
 
 __all__ = [
+    "Backends",
     "Contracts",
     "InMemoryRegistrationTable",
     "Registration",
@@ -33,5 +38,7 @@ __all__ = [
     "RegistrationTicks",
     "ServiceRegistryEffect",
     "build_registration",
+    "build_registration_from_env",
     "load_registration_contracts",
+    "open_backends",
 ]

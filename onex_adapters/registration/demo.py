@@ -1,24 +1,20 @@
 """``onex demo registration``: twenty nodes register on the embedded default, in virtual time.
 
-Everything runs in one process on the in-memory bus, stores and service registry, on a
-:class:`~onex_adapters.clock.VirtualTimeLoop`: a few minutes of simulated time — heartbeats,
-deadlines, backoffs — pass in well under a second, and with seeded ids and jitter every run
-prints the same timeline.
+Everything runs in one process on the in-memory bus, stores and service registry, in virtual
+time: a few minutes of simulated time — heartbeats, deadlines, backoffs — pass in well under a
+second, and with seeded ids and jitter every run prints the same timeline.
 
-The fleet (:data:`SCENARIO`):
+With ``ONEX_POSTGRES_DSN`` set, projections, idempotency marks and the registration table live
+in PostgreSQL instead (:func:`~onex_adapters.registration.app.open_backends`), in the schema
+:data:`DEMO_SCHEMA`, which the demo migrates and empties before it starts — it never touches
+another schema. The run keeps the same simulated timeline and prints the same report.
 
-- ``node-01`` introspects while the service registry is failing: its registration exhausts
-  four attempts and is dead-lettered, the workflow is *partial* (the store did register it), and
-  only the service registration is retried — which succeeds, and the node is accepted;
-- most nodes register, ACK and heartbeat every 10 s;
-- ``node-13`` never ACKs: the ACK is requested three times, then the registration fails;
-- ``node-17`` stops heartbeating: its liveness expires, it introspects again (a new attempt)
-  and becomes active once more.
-
-The timeline is read off the bus by a monitor in its own consumer group — the events the
-orchestrator published, effect failures and dead letters — plus a few lines for what the
-simulated nodes do. The final table shows each node's state as the projection store, the service
-registry and the registration table see it.
+*Virtual time with real I/O.* The demo runs on :class:`~onex_adapters.registration.demo_loop.
+DemoLoop`, which moves virtual time only while nothing real — a query on the wire, a thread-pool
+job — is pending: a round trip to PostgreSQL takes no simulated time, and the PostgreSQL run
+prints the embedded run's timeline. (A real-time run on a compressed timeline was the
+alternative; its figures would depend on the machine's speed. This way the 200 simulated
+seconds take a few real ones against a local server.)
 """
 
 from __future__ import annotations
@@ -27,22 +23,25 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from onex_adapters.clock import LoopClock, run_virtual
+from onex_adapters.clock import LoopClock
 from onex_adapters.codec import EnvelopeCodec
-from onex_adapters.memory import (
-    InMemoryIdempotencyStore,
-    InMemoryProjectionStore,
-    InMemoryServiceRegistry,
-)
+from onex_adapters.memory import InMemoryServiceRegistry
 from onex_adapters.memory_bus import InMemoryBroker, InMemoryBus
-from onex_adapters.registration.app import Registration, build_registration
+from onex_adapters.registration.app import (
+    Backends,
+    Registration,
+    build_registration,
+    open_backends,
+)
+from onex_adapters.registration.demo_loop import run_on_demo_loop
 from onex_adapters.registration.effects import InMemoryRegistrationTable
 from onex_adapters.runtime import RuntimeConfig, SeededIds
 from onex_core.messages import Envelope
@@ -65,8 +64,21 @@ from onex_core.registration.model import (
 )
 from onex_core.topics import parse_topic
 
-__all__ = ["SCENARIO", "DemoResult", "Scenario", "main", "run_demo"]
+if TYPE_CHECKING:
+    from onex_adapters.postgres import PostgresSettings
 
+__all__ = [
+    "DEMO_SCHEMA",
+    "SCENARIO",
+    "DemoResult",
+    "Scenario",
+    "main",
+    "postgres_from_env",
+    "run_demo",
+]
+
+DEMO_SCHEMA: Final = "onex_demo"
+"""The schema the demo keeps its PostgreSQL tables in; emptied at the start of every run."""
 START = datetime(2026, 1, 1, tzinfo=UTC)
 _NAMESPACE = uuid.UUID("6f6e6578-6465-4d6f-8000-000000000001")
 
@@ -335,22 +347,54 @@ class _Fleet:
                 await bus.commit(records)
 
 
-async def run_demo(scenario: Scenario = SCENARIO) -> DemoResult:
-    """Run the scenario on the embedded default (call it on a virtual-time loop)."""
-    broker = InMemoryBroker(partitions=4)
+async def run_demo(
+    scenario: Scenario = SCENARIO, *, postgres: PostgresSettings | None = None
+) -> DemoResult:
+    """Run the scenario (call it on a :class:`DemoLoop`, see :func:`run_on_demo_loop`).
+
+    Args:
+        scenario: what the fleet does.
+        postgres: keep projections, idempotency marks and registrations in PostgreSQL, in the
+            settings' schema — which is migrated and then *emptied* first. None: in memory.
+
+    Raises:
+        PostgresUnavailable, PostgresRejected, MigrationConflict: PostgreSQL could not be used.
+    """
     clock = LoopClock(START)
     clock.now()  # virtual time starts now
-    projections = InMemoryProjectionStore()
+    backends = await open_backends({}, clock=clock, settings=postgres, migrate=True)
+    try:
+        await _empty(backends)
+        return await _run(scenario, clock, backends)
+    finally:
+        await backends.close()
+
+
+async def _empty(backends: Backends) -> None:
+    """Empty the demo's PostgreSQL tables: every run starts from nothing."""
+    if backends.pool is None:
+        return
+    from onex_adapters.postgres import translating
+
+    with translating("demo.reset"):
+        async with backends.pool.connection() as conn:
+            await conn.execute(
+                "TRUNCATE onex_projections, onex_projection_deadlines, onex_idempotency, "
+                "registration_projections"
+            )
+
+
+async def _run(scenario: Scenario, clock: LoopClock, backends: Backends) -> DemoResult:
+    broker = InMemoryBroker(partitions=4)
     registry = InMemoryServiceRegistry()
-    table = InMemoryRegistrationTable()
     config = RegistrationConfig()
     fleet = _Fleet(scenario, broker, clock)
     registration = build_registration(
         InMemoryBus(broker, group="registration", member_id="registration"),
-        projections,
-        InMemoryIdempotencyStore(),
+        backends.projections,
+        backends.idempotency,
         registry,
-        table,
+        backends.storage,
         clock,
         SeededIds(scenario.seed),
         config,
@@ -386,27 +430,41 @@ async def run_demo(scenario: Scenario = SCENARIO) -> DemoResult:
     await host.stop()
     return DemoResult(
         tuple(sorted(fleet.lines, key=lambda line: (line.at, line.rank, line.order))),
-        _table(registration, projections, registry, table, scenario),
-        _summary(registration, registry, table, broker, scenario),
+        await _table(registration, backends, registry, scenario),
+        _summary(registration, registry, backends, broker, scenario),
     )
 
 
-def _table(
+async def _stored_state(storage: object, node: str) -> str:
+    """The state the registration table holds for ``node``, or ``-``."""
+    if isinstance(storage, InMemoryRegistrationTable):
+        row = storage.rows.get(node)
+        return row.state if row is not None else "-"
+    from onex_adapters.postgres.effects import PostgresRegistrationStorageEffect
+
+    assert isinstance(storage, PostgresRegistrationStorageEffect)
+    stored = await storage.storage.get(node)
+    return stored.state if stored is not None else "-"
+
+
+def _write_counts(storage: object) -> tuple[int, int]:
+    """(registrations stored, storage updates) that changed a row."""
+    upserts, updates = getattr(storage, "upserts", 0), getattr(storage, "updates", 0)
+    return int(upserts), int(updates)
+
+
+async def _table(
     registration: Registration,
-    projections: InMemoryProjectionStore,
+    backends: Backends,
     registry: InMemoryServiceRegistry,
-    table: InMemoryRegistrationTable,
     scenario: Scenario,
 ) -> tuple[Row, ...]:
     rows = []
     for index in range(1, scenario.nodes + 1):
         node = f"node-{index:02d}"
         node_type = _node_type(index)
-        projection = next(
-            (p for p in projections.all(registration.config.domain) if p.entity_id == node), None
-        )
+        projection = await backends.projections.get(node, registration.config.domain)
         service = registry.services.get(f"onex-{node_type}-{node}")
-        stored = table.rows.get(node)
         rows.append(
             Row(
                 node=node,
@@ -415,7 +473,7 @@ def _table(
                 attempt=int(projection.data.get("attempt", 0)) + 1 if projection else 0,
                 heartbeats=int(projection.data.get("heartbeats", 0)) if projection else 0,
                 registry=service.check_status if service is not None else "-",
-                stored=stored.state if stored is not None else "-",
+                stored=await _stored_state(backends.storage, node),
             )
         )
     return tuple(rows)
@@ -424,18 +482,23 @@ def _table(
 def _summary(
     registration: Registration,
     registry: InMemoryServiceRegistry,
-    table: InMemoryRegistrationTable,
+    backends: Backends,
     broker: InMemoryBroker,
     scenario: Scenario,
 ) -> tuple[str, ...]:
     stats = registration.host.stats
+    upserts, updates = _write_counts(backends.storage)
+    where = "in memory"
+    if backends.pool is not None:
+        where = f"in PostgreSQL ({backends.description}, schema {DEMO_SCHEMA})"
     return (
         f"{scenario.nodes} nodes, {scenario.duration:g} s of virtual time, "
         f"{len(broker.records(DLQ))} dead letter(s)",
         f"service registrations {registry.registrations}, stored registrations "
-        f"{table.upserts}, storage updates {table.updates}",
+        f"{upserts}, storage updates {updates}",
         f"effects done {stats.effects_done}, skipped {stats.effects_skipped}, "
         f"failed {stats.effects_failed}; events published {stats.events_published}",
+        f"projections, idempotency marks and registrations {where}",
     )
 
 
@@ -457,14 +520,40 @@ def render(result: DemoResult) -> str:
     return "\n".join(out) + "\n"
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    """Run the demo and print its report. Returns the exit code (0)."""
+def postgres_from_env(environ: Mapping[str, str]) -> PostgresSettings | None:
+    """The demo's PostgreSQL settings — ``ONEX_POSTGRES_DSN`` in :data:`DEMO_SCHEMA` — or
+    None when the variable is unset.
+
+    Raises:
+        UsageError: the DSN does not parse (it is never echoed).
+    """
+    dsn = environ.get("ONEX_POSTGRES_DSN", "")
+    if not dsn:
+        return None
+    from onex_adapters.postgres import PostgresSettings
+
+    return PostgresSettings.from_dsn(dsn, schema=DEMO_SCHEMA)
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    out: TextIO | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    """Run the demo and print its report. Returns the exit code (0).
+
+    With ``ONEX_POSTGRES_DSN`` in ``environ`` (default: the process environment), state lives
+    in PostgreSQL (see the module docstring).
+    """
     parser = argparse.ArgumentParser(
         prog="onex demo registration",
-        description="Run the node-registration workflow on the embedded default.",
+        description="Run the node-registration workflow in virtual time, on the embedded "
+        "default or, with ONEX_POSTGRES_DSN set, with its state in PostgreSQL (schema "
+        f"{DEMO_SCHEMA}, emptied first).",
     )
     parser.parse_args(argv)
-    result = run_virtual(run_demo())
+    postgres = postgres_from_env(os.environ if environ is None else environ)
+    result = run_on_demo_loop(run_demo(postgres=postgres))
     (out or sys.stdout).write(render(result))
     return 0
 

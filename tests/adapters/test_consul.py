@@ -982,11 +982,25 @@ def test_the_handler_must_be_initialized_and_is_unusable_after_shutdown(fake: Co
 
 # --------------------------------------------------------------------------- registration workflow
 #
-# PENDING — the registration-workflow end-to-end test belongs here, once the registration
-# workflow exists (another engineer is building it). It should run the node-introspection →
-# decide → effects → ACK → heartbeat flow on the runtime host with this handler bound to
-# ``consul.register`` / ``consul.pass_check`` / ``consul.deregister`` against ``ConsulFake``,
-# and assert: the service is registered with the upstream id ``onex-{node_type}-{node_id}``
-# and tags; heartbeats keep its check passing on the fake clock; an agent restart
-# (``fake.forget_services()``) is healed by the next heartbeat; a Consul failure while
-# Postgres succeeds retries only the Consul side (reliability bar §2.14).
+# The registration workflow end to end with this handler on ConsulFake is in
+# tests/registration/test_consul_e2e.py. Here: the heartbeat payload that workflow builds.
+
+
+@pytest.mark.parametrize("check_id", ["onex-test-effect-1", "service:onex-test-effect-1"])
+def test_the_registration_workflows_heartbeat_payload_restores_a_lost_service(
+    fake: ConsulFake, check_id: str
+) -> None:
+    registration = register_payload()
+    heartbeat = {"check_id": check_id, "registration": registration}
+
+    async def scenario() -> dict[str, Any]:
+        async with connected(fake.url) as handler:
+            await handler.execute(intent("consul.register", registration))
+            passed = await handler.execute(intent("consul.pass_check", heartbeat, 1))
+            assert passed.detail["reregistered"] is False
+            fake.forget_services()
+            result = await handler.execute(intent("consul.pass_check", heartbeat, 2))
+            return dict(result.detail)
+
+    assert run(scenario())["reregistered"] is True
+    assert fake.check_status("service:onex-test-effect-1") == "passing"

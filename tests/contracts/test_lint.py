@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from onex_contracts import REGISTRATION_CONTRACTS, lint
+from onex_contracts import REGISTRATION_CONTRACTS, NodeContract, lint, load
 from onex_contracts.issues import ContractIssue
 from tests.contracts.samples import EFFECT, HANDLER, ORCHESTRATOR, REDUCER, edit
 
@@ -97,9 +97,13 @@ def test_a_subscribed_topic_nobody_publishes(family: Path) -> None:
         "    - onex.evt.platform.registration-storage-outcome.v1\n"
         "    - onex.evt.platform.node-deregistered.v1\n  publish_topics:",
     )
+    contract = load(family / ORCH)
+    assert isinstance(contract, NodeContract)
+    assert contract.event_bus is not None
+    index = contract.event_bus.subscribe_topics.index("onex.evt.platform.node-deregistered.v1")
     report = lint(family)
     [issue] = report.errors
-    assert (issue.code, issue.path) == ("unpublished-topic", "event_bus.subscribe_topics[6]")
+    assert (issue.code, issue.path) == ("unpublished-topic", f"event_bus.subscribe_topics[{index}]")
     assert Path(issue.source).parent.name == "node_registration_orchestrator"
     assert "external_topics" in issue.message
 

@@ -1,0 +1,1 @@
+"""Runnable ONEX examples; each is a package with its own README and tests."""

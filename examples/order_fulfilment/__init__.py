@@ -1,0 +1,1 @@
+"""Order fulfilment: a second ONEX workflow, unrelated to registration (see README.md)."""

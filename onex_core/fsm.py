@@ -40,10 +40,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from types import MappingProxyType
 from typing import Any, ClassVar, Final, Literal
 
 from onex_core.conditions import Condition, parse_condition
@@ -68,7 +67,33 @@ __all__ = [
 WILDCARD: Final = "*"
 """The ``from_state`` of a transition that leaves every non-terminal state."""
 
-EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
+
+class _Empty(Mapping[str, Any]):
+    """The shared empty, immutable mapping: hashable, and pickles and copies as itself (a
+    ``MappingProxyType`` does neither, which made default states impossible to copy or hash)."""
+
+    __slots__ = ()
+
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "{}"
+
+    def __reduce__(self) -> str:
+        return "EMPTY"
+
+
+EMPTY: Final[Mapping[str, Any]] = _Empty()
 """An empty, read-only mapping: the default guard data."""
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -401,9 +403,11 @@ def test_states_reductions_and_contexts_are_strict_immutable_values() -> None:
     assert state == FsmState(name="idle", sequence=-1, attempt=0, data=EMPTY)
     assert state != ("idle", -1, 0, EMPTY)
     assert state != ("idle", -1, 0, EMPTY)
-    assert hash(FsmState("idle", data=None)) == hash(FsmState("idle", data=None))  # type: ignore[arg-type]
+    assert hash(state) == hash(FsmState("idle"))  # the default, empty data is hashable
     assert state._replace(attempt=2) == FsmState("idle", -1, 2)
-    assert repr(state) == "FsmState(name='idle', sequence=-1, attempt=0, data=mappingproxy({}))"
+    assert repr(state) == "FsmState(name='idle', sequence=-1, attempt=0, data={})"
+    assert copy.deepcopy(state) == state
+    assert pickle.loads(pickle.dumps(state)) == state
     with pytest.raises(AttributeError):
         state.name = "active"  # type: ignore[misc]
     reduction = Reduction(state)

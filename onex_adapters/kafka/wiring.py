@@ -7,7 +7,7 @@ default unless a broker is named::
 
     buses = KafkaBuses.from_env()              # None → use the in-memory bus
     if buses is not None:
-        await buses.provision(contract_topics(REGISTRATION_CONTRACTS).all)
+        await buses.provision_contracts(REGISTRATION_CONTRACTS)
         bus = buses.bus(group="registration")
 
 Variables (all optional but the first): ``ONEX_KAFKA_BOOTSTRAP``, ``ONEX_KAFKA_GROUP`` (the
@@ -50,8 +50,8 @@ commits the batch's offsets before it polls again. On Kafka that means:
   effect outside the idempotency store's database must tolerate a repeat, and one inside it
   should claim its intent id in its own transaction
   (:mod:`onex_adapters.postgres.idempotency`) — then nothing is applied twice. Events are
-  published again with the same envelope ids: harmless duplicates for consumers that
-  deduplicate by id, as every ONEX consumer does.
+  published again with the same envelope ids, so what they cause downstream has the same
+  intent ids too, and reducers ignore a duplicate: at-least-once, effectively once.
 - **A graceful stop** (SIGTERM → ``RuntimeHost.stop``) polls no more, finishes the batch in
   hand within ``drain_timeout``, commits it, and leaves the group at once, so the other members
   take over without waiting for the session timeout.
@@ -79,6 +79,7 @@ import time
 from collections.abc import Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from onex_adapters.kafka.admin import Provisioned, TopicSpec, create_topics
@@ -107,12 +108,14 @@ T = TypeVar("T")
 
 ENV_PREFIX = "ONEX_KAFKA_"
 
-INTERACTIVE: Mapping[str, ConfigValue] = {
-    "session.timeout.ms": 6000,
-    "heartbeat.interval.ms": 1000,
-    "fetch.wait.max.ms": 10,
-    "fetch.queue.backoff.ms": 10,
-}
+INTERACTIVE: Mapping[str, ConfigValue] = MappingProxyType(
+    {
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 1000,
+        "fetch.wait.max.ms": 10,
+        "fetch.queue.backoff.ms": 10,
+    }
+)
 """Consumer settings for a group that should start in seconds and hand records on in
 milliseconds (demos, tests): a short session (some brokers take half of it to let a member
 join), and no long waits inside fetches."""
@@ -127,6 +130,7 @@ _FIELDS = {
     "SSL_CERTIFICATE_LOCATION": "ssl_certificate_location",
     "SSL_KEY_LOCATION": "ssl_key_location",
 }
+_NONE: Mapping[str, ConfigValue] = MappingProxyType({})
 _PRODUCER_START = 1.0  # seconds a new idempotent producer takes before it can send
 _SECRETS = {"SASL_PASSWORD": "sasl_password", "SSL_KEY_PASSWORD": "ssl_key_password"}
 
@@ -163,7 +167,7 @@ def settings_from_env(
     *,
     bootstrap: str | None = None,
     group_id: str | None = None,
-    consumer_defaults: Mapping[str, ConfigValue] = INTERACTIVE,
+    consumer_defaults: Mapping[str, ConfigValue] = _NONE,
 ) -> KafkaSettings | None:
     """Kafka settings from ``ONEX_KAFKA_*`` variables (see the module docstring).
 
@@ -171,7 +175,8 @@ def settings_from_env(
         env: the environment (default: the process's).
         bootstrap: overrides ``ONEX_KAFKA_BOOTSTRAP``.
         group_id: the group id when ``ONEX_KAFKA_GROUP`` is unset (default ``onex``).
-        consumer_defaults: consumer settings that ``ONEX_KAFKA_CONSUMER_CONFIG`` may override.
+        consumer_defaults: consumer settings that ``ONEX_KAFKA_CONSUMER_CONFIG`` may override
+            (default: none — librdkafka's own; :data:`INTERACTIVE` for demos and tests).
 
     Returns:
         The settings, or None when no bootstrap address is given anywhere.
@@ -284,13 +289,20 @@ class KafkaBuses:
         self.settings = settings
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> KafkaBuses | None:
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        consumer_defaults: Mapping[str, ConfigValue] = _NONE,
+    ) -> KafkaBuses | None:
         """Buses for the cluster ``ONEX_KAFKA_BOOTSTRAP`` names, or None when it is unset.
+        ``consumer_defaults`` as for :func:`settings_from_env` (a demo passes
+        :data:`INTERACTIVE`).
 
         Raises:
             UsageError: as :func:`settings_from_env`.
         """
-        settings = settings_from_env(env)
+        settings = settings_from_env(env, consumer_defaults=consumer_defaults)
         return None if settings is None else cls(settings)
 
     def bus(self, *, group: str, member_id: str | None = None) -> KafkaBus:

@@ -15,6 +15,17 @@ job — is pending: a round trip to PostgreSQL takes no simulated time, and the 
 prints the embedded run's timeline. (A real-time run on a compressed timeline was the
 alternative; its figures would depend on the machine's speed. This way the 200 simulated
 seconds take a few real ones against a local server.)
+
+*On Kafka.* With ``ONEX_KAFKA_BOOTSTRAP`` set (and the other ``ONEX_KAFKA_*`` variables of
+:mod:`onex_adapters.kafka.wiring`), the bus is a real broker: the demo creates the topics the
+contracts name, and the host, the monitor and the fleet are consumer groups
+``<ONEX_KAFKA_GROUP, default onex>.registration``, ``….monitor`` and ``….fleet-out``. A record
+in flight between two threads and a broker is invisible to the demo loop — it would jump ahead
+while records travel — so this run uses an
+:class:`~onex_adapters.kafka.wiring.AcceleratedLoop`: real time, ten times faster (about 25
+seconds), with the clock standing still while the groups join. The timeline then carries the
+broker's latency and varies a little between runs; the final states are the embedded run's.
+It combines with ``ONEX_POSTGRES_DSN``.
 """
 
 from __future__ import annotations
@@ -26,9 +37,10 @@ import json
 import os
 import sys
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from onex_adapters.clock import LoopClock
@@ -44,7 +56,9 @@ from onex_adapters.registration.app import (
 from onex_adapters.registration.demo_loop import run_on_demo_loop
 from onex_adapters.registration.effects import InMemoryRegistrationTable
 from onex_adapters.runtime import RuntimeConfig, SeededIds
+from onex_contracts import REGISTRATION_CONTRACTS
 from onex_core.messages import Envelope
+from onex_core.ports import EventBus
 from onex_core.registration import Handled, RegistrationConfig
 from onex_core.registration.model import (
     ACCEPTED,
@@ -65,6 +79,7 @@ from onex_core.registration.model import (
 from onex_core.topics import parse_topic
 
 if TYPE_CHECKING:
+    from onex_adapters.kafka.wiring import KafkaBuses
     from onex_adapters.postgres import PostgresSettings
 
 __all__ = [
@@ -180,10 +195,11 @@ def _node_type(index: int) -> str:
 
 @dataclass
 class _Fleet:
-    """The simulated nodes and the monitor, sharing one broker with the runtime."""
+    """The simulated nodes and the monitor, on buses of the runtime's broker (``make_bus``
+    takes ``group=`` and ``member_id=``, like :class:`InMemoryBus` after its broker)."""
 
     scenario: Scenario
-    broker: InMemoryBroker
+    make_bus: Callable[..., EventBus]
     clock: LoopClock
     codec: EnvelopeCodec = field(default_factory=EnvelopeCodec)
     lines: list[Line] = field(default_factory=list)
@@ -193,7 +209,7 @@ class _Fleet:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        self.out = InMemoryBus(self.broker, group="fleet-out", member_id="fleet-out")
+        self.out = self.make_bus(group="fleet-out", member_id="fleet-out")
 
     def note(self, at: datetime, node: str, text: str, rank: int = _NODE_RANK) -> None:
         self.lines.append(Line(at, rank, len(self.lines), node, text))
@@ -317,7 +333,7 @@ class _Fleet:
             )
         return None
 
-    async def monitor(self, bus: InMemoryBus, interval: float) -> None:
+    async def monitor(self, bus: EventBus, interval: float) -> None:
         seen: set[uuid.UUID] = set()
         while True:
             records = await bus.poll(100, 1.0)
@@ -348,7 +364,10 @@ class _Fleet:
 
 
 async def run_demo(
-    scenario: Scenario = SCENARIO, *, postgres: PostgresSettings | None = None
+    scenario: Scenario = SCENARIO,
+    *,
+    postgres: PostgresSettings | None = None,
+    buses: KafkaBuses | None = None,
 ) -> DemoResult:
     """Run the scenario (call it on a :class:`DemoLoop`, see :func:`run_on_demo_loop`).
 
@@ -365,7 +384,7 @@ async def run_demo(
     backends = await open_backends({}, clock=clock, settings=postgres, migrate=True)
     try:
         await _empty(backends)
-        return await _run(scenario, clock, backends)
+        return await _run(scenario, clock, backends, buses)
     finally:
         await backends.close()
 
@@ -384,13 +403,16 @@ async def _empty(backends: Backends) -> None:
             )
 
 
-async def _run(scenario: Scenario, clock: LoopClock, backends: Backends) -> DemoResult:
+async def _run(
+    scenario: Scenario, clock: LoopClock, backends: Backends, buses: KafkaBuses | None
+) -> DemoResult:
     broker = InMemoryBroker(partitions=4)
+    make_bus = partial(InMemoryBus, broker) if buses is None else buses.bus
     registry = InMemoryServiceRegistry()
     config = RegistrationConfig()
-    fleet = _Fleet(scenario, broker, clock)
+    fleet = _Fleet(scenario, make_bus, clock)
     registration = build_registration(
-        InMemoryBus(broker, group="registration", member_id="registration"),
+        make_bus(group="registration", member_id="registration"),
         backends.projections,
         backends.idempotency,
         registry,
@@ -406,7 +428,7 @@ async def _run(scenario: Scenario, clock: LoopClock, backends: Backends) -> Demo
     watched += [LIVENESS_EXPIRED, SERVICE_OUTCOME, STORAGE_OUTCOME, DLQ]
     for topic in watched:
         broker.create_topic(topic)
-    monitor_bus = InMemoryBus(broker, group="monitor", member_id="monitor")
+    monitor_bus = make_bus(group="monitor", member_id="monitor")
     await monitor_bus.subscribe(watched)
 
     registry.faults.fail_next(scenario.registry_failures)
@@ -417,6 +439,8 @@ async def _run(scenario: Scenario, clock: LoopClock, backends: Backends) -> Demo
         asyncio.ensure_future(registration.ticks.run()),
         asyncio.ensure_future(fleet.monitor(monitor_bus, config.heartbeat_interval)),
     ]
+    if buses is not None:  # group joins take real time; the demo's clock waits for them
+        await buses.ready(host.bus, monitor_bus, fleet.out)
     fleet.spawn(fleet.introspect(1, scenario.early_at))
     for index in range(2, scenario.nodes + 1):
         fleet.spawn(fleet.introspect(index, scenario.join_from + (index - 2) * scenario.join_every))
@@ -428,6 +452,8 @@ async def _run(scenario: Scenario, clock: LoopClock, backends: Backends) -> Demo
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await host.stop()
+    await monitor_bus.close()
+    await fleet.out.close()
     return DemoResult(
         tuple(sorted(fleet.lines, key=lambda line: (line.at, line.rank, line.order))),
         await _table(registration, backends, registry, scenario),
@@ -493,7 +519,7 @@ def _summary(
         where = f"in PostgreSQL ({backends.description}, schema {DEMO_SCHEMA})"
     return (
         f"{scenario.nodes} nodes, {scenario.duration:g} s of virtual time, "
-        f"{len(broker.records(DLQ))} dead letter(s)",
+        f"{stats.dead_lettered} dead letter(s)",
         f"service registrations {registry.registrations}, stored registrations "
         f"{upserts}, storage updates {updates}",
         f"effects done {stats.effects_done}, skipped {stats.effects_skipped}, "
@@ -552,8 +578,17 @@ def main(
         f"{DEMO_SCHEMA}, emptied first).",
     )
     parser.parse_args(argv)
-    postgres = postgres_from_env(os.environ if environ is None else environ)
-    result = run_on_demo_loop(run_demo(postgres=postgres))
+    env = os.environ if environ is None else environ
+    postgres = postgres_from_env(env)
+    if env.get("ONEX_KAFKA_BOOTSTRAP"):  # a real broker needs real time: ten times faster
+        from onex_adapters.kafka.wiring import INTERACTIVE, KafkaBuses, run_accelerated
+
+        buses = KafkaBuses.from_env(env, consumer_defaults=INTERACTIVE)
+        assert buses is not None
+        asyncio.run(buses.provision_contracts(REGISTRATION_CONTRACTS))
+        result = run_accelerated(run_demo(postgres=postgres, buses=buses))
+    else:
+        result = run_on_demo_loop(run_demo(postgres=postgres))
     (out or sys.stdout).write(render(result))
     return 0
 

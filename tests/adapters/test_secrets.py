@@ -291,7 +291,12 @@ def test_source_failures_keep_their_kind_and_carry_no_foreign_context() -> None:
 @settings(max_examples=100, deadline=None)
 @given(
     st.recursive(
-        st.one_of(st.integers(), st.booleans(), st.none(), st.from_regex(r"[a-uw-z ]{0,12}")),
+        st.one_of(
+            st.integers(),
+            st.booleans(),
+            st.none(),
+            st.from_regex(r"[a-uw-z ]{0,12}", fullmatch=True),
+        ),
         lambda inner: (
             st.lists(inner, max_size=3)
             | st.dictionaries(st.from_regex(r"[a-z]{1,5}", fullmatch=True), inner, max_size=3)

@@ -4,7 +4,8 @@
 the local Consul agent through py-consul, which is synchronous (``requests``). Each call runs in
 a small private thread pool — bounded, so a hung agent cannot make threads pile up — under the
 adapter's own deadline (``asyncio.timeout``); the event loop never blocks. The client's own
-socket timeout is set a little longer than that deadline, only so abandoned threads come back.
+socket timeout is set a little longer than that deadline, only so abandoned threads come back
+(the edge it shares with the Vault adapter, :mod:`onex_adapters._http_edge`).
 
 **Credentials come from configuration only.** py-consul does
 ``self.token = os.getenv("CONSUL_HTTP_TOKEN", token)``, so the environment silently overrides an
@@ -24,12 +25,13 @@ heartbeat fails *transiently*, because the usual cause is a restart racing with 
 re-registration, which a retry after backoff will find done. A second False after
 re-registration is transient too.
 
-**Errors are translated here, in one place** (:func:`_translate`): connection failures, the
-client's timeout and our deadline, 429 (with ``Retry-After`` as ``retry_after``) and 5xx are
-``EffectUnavailable``; other 4xx, a failed TLS verification and invalid payloads are
-``EffectRejected``. py-consul's exception texts embed response bodies and headers, so they are
-never used: messages are built from the operation, the service id or a masked KV key, and the
-HTTP status, and no driver exception is chained (``__cause__`` and ``__context__`` are empty).
+**Errors are translated in one place** (the edge's transport reading, then
+:meth:`_Agent.translate`): connection failures, the client's timeout and our deadline, 429
+(with ``Retry-After`` as ``retry_after``) and 5xx are ``EffectUnavailable``; other 4xx, a
+failed TLS verification and invalid payloads are ``EffectRejected``. py-consul's exception
+texts embed response bodies and headers, so they are never used: messages are built from the
+operation, the service id or a masked KV key, and the HTTP status, and no driver exception is
+chained (``__cause__`` and ``__context__`` are empty).
 
 Intents (payload fields; ``check_ttl_seconds`` defaults to 30):
 
@@ -51,26 +53,28 @@ Intents (payload fields; ``check_ttl_seconds`` defaults to 30):
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import re
-import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import Any, NamedTuple, TypeVar
-from urllib.parse import urlsplit
+from typing import Any, NamedTuple
 
 import consul
-import requests
 from consul import Check
 
+from onex_adapters._http_edge import (
+    CLIENT_MARGIN,
+    STATUS_TEXT,
+    Edge,
+    check_transport,
+    check_url,
+    config_values,
+    status_error,
+)
 from onex_adapters.memory import RegisteredService
 from onex_adapters.redaction import REDACTOR
-from onex_adapters.secrets import Secret, mask_path, secret_text
+from onex_adapters.secrets import Secret, mask_path
 from onex_core.errors import EffectError, EffectRejected, EffectUnavailable, UsageError
 from onex_core.intents import Intent
 from onex_core.ports import EffectResult, HandlerDescription
@@ -85,8 +89,9 @@ __all__ = [
 ]
 
 _BACKEND = "consul"
+_WHAT = "consul settings"
+_NO_ENVIRONMENT = "nothing is read from CONSUL_*"
 _log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 INTENT_TYPES = (
     "consul.register",
@@ -95,11 +100,10 @@ INTENT_TYPES = (
     "consul.kv_get",
     "consul.kv_put",
 )
-_CLIENT_MARGIN = 0.5  # seconds the client's own socket timeout exceeds our deadline
-_MAX_RETRY_AFTER = 600.0
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
 _ADDRESS = re.compile(r"[A-Za-z0-9_.:\[\]-]{1,253}\Z")
 _DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+\Z")
+_STATUS_TEXT = {**STATUS_TEXT, 409: "conflict"}
 _CONFIG_KEYS = frozenset(
     {
         "url",
@@ -153,31 +157,18 @@ class ConsulSettings:
         self.address()  # validates the URL
         if self.token is not None and not isinstance(self.token, Secret):
             raise UsageError("consul settings: token must be a Secret")
-        if not isinstance(self.verify, bool | str) or self.verify == "":
-            raise UsageError("consul settings: verify must be true or a CA bundle path")
-        if self.verify is False and not self.allow_insecure_tls:
-            raise UsageError(
-                "consul settings: verify=false turns off certificate checks; "
-                "set allow_insecure_tls to accept that"
-            )
-        if self.cert is not None and not (
-            isinstance(self.cert, tuple)
-            and len(self.cert) == 2
-            and all(isinstance(p, str) and p for p in self.cert)
-        ):
-            raise UsageError("consul settings: cert must be a (certificate, key) pair of paths")
-        if isinstance(self.timeout, bool) or not isinstance(self.timeout, int | float):
-            raise UsageError("consul settings: timeout must be a number of seconds")
-        if not 0 < self.timeout <= 3600:
-            raise UsageError("consul settings: timeout must be between 0 and 3600 seconds")
+        check_transport(
+            _WHAT,
+            verify=self.verify,
+            allow_insecure_tls=self.allow_insecure_tls,
+            cert=self.cert,
+            timeout=self.timeout,
+            max_workers=self.max_workers,
+        )
         if not _DURATION.match(self.deregister_critical_after or ""):
             raise UsageError(
                 "consul settings: deregister_critical_after must be a Go duration like '1m'"
             )
-        if isinstance(self.max_workers, bool) or not isinstance(self.max_workers, int):
-            raise UsageError("consul settings: max_workers must be an integer")
-        if not 1 <= self.max_workers <= 64:
-            raise UsageError("consul settings: max_workers must be between 1 and 64")
 
     def address(self) -> tuple[str, str, int]:
         """``(scheme, host, port)`` from ``url``.
@@ -185,23 +176,8 @@ class ConsulSettings:
         Raises:
             UsageError: the URL is not ``http(s)://host[:port]``.
         """
-        if not isinstance(self.url, str) or not self.url:
-            raise UsageError("consul settings: url is required (nothing is read from CONSUL_*)")
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https"):
-            raise UsageError("consul settings: url must start with http:// or https://")
-        if parts.username is not None or parts.password is not None:
-            raise UsageError("consul settings: url must not carry user-info; use token")
-        if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise UsageError("consul settings: url must not have a path, query or fragment")
-        try:
-            port = parts.port
-        except ValueError:
-            raise UsageError("consul settings: url has an invalid port") from None
-        if not parts.hostname:
-            raise UsageError("consul settings: url has no host")
-        default = 8501 if parts.scheme == "https" else 8500
-        return parts.scheme, parts.hostname, port or default
+        scheme, host, port = check_url(self.url, _WHAT, _NO_ENVIRONMENT)
+        return scheme, host, port or (8501 if scheme == "https" else 8500)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> ConsulSettings:
@@ -211,215 +187,50 @@ class ConsulSettings:
         Raises:
             UsageError: an unknown key, or an invalid value (the message names the key).
         """
-        if not isinstance(config, Mapping):
-            raise UsageError("consul settings: config must be a mapping")
-        unknown = sorted(str(k) for k in config if k not in _CONFIG_KEYS)
-        if unknown:
-            raise UsageError(f"consul settings: unknown keys {unknown}")
-        values = dict(config)
-        values["token"] = secret_text("consul settings: token", values.get("token"))
-        cert = values.get("cert")
-        if isinstance(cert, list):
-            values["cert"] = tuple(cert)
-        if "url" not in values:
-            raise UsageError("consul settings: url is required (nothing is read from CONSUL_*)")
-        return cls(**values)
+        return cls(**config_values(config, _WHAT, _CONFIG_KEYS, _NO_ENVIRONMENT))
 
 
 # --------------------------------------------------------------------------- the blocking edge
 
 
-class _Tap(threading.local):
-    """The status and ``Retry-After`` of the last response seen in this thread (py-consul's
-    exceptions keep neither)."""
+class _Agent(Edge):
+    """py-consul on the shared edge."""
 
-    status: int | None = None
-    retry_after: str | None = None
+    backend = _BACKEND
+    closed_text = "consul handler is shut down"
 
-    def reset(self) -> None:
-        self.status = None
-        self.retry_after = None
-
-    def hook(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        self.status = response.status_code
-        self.retry_after = response.headers.get("Retry-After")
-
-
-class _Outcome(NamedTuple):
-    value: Any
-    error: EffectError | None
-
-
-class _Agent:
-    """The py-consul client, its thread pool, and the one place where its errors are read."""
-
-    def __init__(self, settings: ConsulSettings) -> None:
-        scheme, host, port = settings.address()
-        if os.environ.get("CONSUL_HTTP_TOKEN") is not None:
-            _log.warning("consul: CONSUL_HTTP_TOKEN is set in the environment and is ignored")
-        self.client = consul.Consul(
-            host=host,
-            port=port,
-            scheme=scheme,
-            verify=settings.verify,
-            cert=settings.cert,
-            dc=settings.datacenter,
-            token=None,
-            connections_timeout=settings.timeout + _CLIENT_MARGIN,
-        )
-        # py-consul prefers CONSUL_HTTP_TOKEN over the token argument; set it ourselves.
-        self.client.token = settings.token.reveal() if settings.token is not None else None
-        self.session: requests.Session = self.client.http.session
-        self.session.trust_env = False
-        self.tap = _Tap()
-        self.session.hooks["response"].append(self.tap.hook)
-        self.timeout = settings.timeout
-        self.executor = ThreadPoolExecutor(settings.max_workers, thread_name_prefix="onex-consul")
-        self.inflight: set[asyncio.Future[_Outcome]] = set()
-        self.closed = False
-
-    async def call(self, operation: str, subject: str, fn: Callable[[Any], T]) -> T:
-        """Run ``fn(client)`` in the pool under our deadline.
-
-        Raises:
-            EffectUnavailable, EffectRejected: translated failures (no driver exception is
-                attached as cause or context).
-            UsageError: the handler was shut down.
-        """
-        if self.closed:
-            raise UsageError("consul handler is shut down")
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self.executor, self._guarded, operation, subject, fn)
-        self.inflight.add(future)
-        future.add_done_callback(self.inflight.discard)
-        outcome: _Outcome | None = None
-        try:
-            async with asyncio.timeout(self.timeout):
-                outcome = await future
-        except TimeoutError:
-            pass
-        if outcome is None:
-            raise EffectUnavailable(
-                f"consul: {operation} {subject} failed: no answer within {self.timeout:g} s",
-                backend=_BACKEND,
-            )
-        if outcome.error is not None:
-            raise outcome.error
-        _log.debug("consul: %s %s ok", operation, subject)
-        result: T = outcome.value
-        return result
-
-    def _guarded(self, operation: str, subject: str, fn: Callable[[Any], Any]) -> _Outcome:
-        self.tap.reset()
-        try:
-            return _Outcome(fn(self.client), None)
-        except Exception as exc:
-            error = _translate(exc, self.tap.status, self.tap.retry_after, operation, subject)
-            return _Outcome(None, error)
-
-    async def close(self, timeout: float) -> None:
-        self.closed = True
-        pending = [f for f in self.inflight if not f.done()]
-        if pending:
-            await asyncio.wait(pending, timeout=max(0.0, timeout))
-        self.executor.shutdown(wait=False, cancel_futures=True)
-        self.session.close()
-
-
-_STATUS_TEXT = {
-    400: "bad request",
-    401: "not authorized",
-    403: "permission denied",
-    404: "not found",
-    409: "conflict",
-    412: "precondition failed",
-    413: "request too large",
-    429: "rate limited",
-    500: "internal error",
-    502: "bad gateway",
-    503: "unavailable",
-    504: "gateway timeout",
-}
-_NETWORK_TEXT = (
-    (ConnectionRefusedError, "connection refused"),
-    (ConnectionResetError, "connection reset"),
-    (ConnectionAbortedError, "connection aborted"),
-    (TimeoutError, "network timeout"),
-)
-
-
-def _translate(
-    exc: Exception, status: int | None, retry_after: str | None, operation: str, subject: str
-) -> EffectError:
-    """The ONEX error for a failed py-consul call. Never reads ``str(exc)``."""
-    where = f"consul: {operation} {subject} failed"
-    if isinstance(exc, requests.exceptions.SSLError):
-        return EffectRejected(f"{where}: TLS verification failed", backend=_BACKEND)
-    if isinstance(exc, requests.exceptions.Timeout):
-        return EffectUnavailable(f"{where}: the client timed out", backend=_BACKEND)
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        return EffectUnavailable(f"{where}: {_network_reason(exc)}", backend=_BACKEND)
-    if status is not None and status >= 400:
-        return _status_error(where, status, retry_after, _BACKEND)
-    if isinstance(exc, consul.ConsulException | ValueError):
-        # A 2xx answer py-consul could not use: no X-Consul-Index, or a body that is not JSON.
-        return EffectUnavailable(f"{where}: malformed answer from the agent", backend=_BACKEND)
-    if isinstance(exc, requests.exceptions.RequestException):
-        return EffectUnavailable(f"{where}: {type(exc).__name__}", backend=_BACKEND)
-    return EffectRejected(f"{where}: unexpected {type(exc).__name__}", backend=_BACKEND)
-
-
-def _status_error(where: str, status: int, retry_after: str | None, backend: str) -> EffectError:
-    """The ONEX error for an HTTP error status: 429 and 5xx are transient (with the server's
-    ``Retry-After`` as ``retry_after``), every other status permanent."""
-    text = f"{where}: {_STATUS_TEXT.get(status, 'error')} (HTTP {status})"
-    if status == 429 or status >= 500:
-        return EffectUnavailable(text, backend=backend, retry_after=_parse_retry_after(retry_after))
-    return EffectRejected(text, backend=backend)
-
-
-def _network_reason(exc: BaseException) -> str:
-    """A fixed description of a network failure, from the exception types in its chain."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        for kind, text in _NETWORK_TEXT:
-            if isinstance(current, kind):
-                return text
-        if type(current).__name__ in ("RemoteDisconnected", "ProtocolError"):
-            return "connection closed by the server"
-        current = current.__cause__ or current.__context__ or _first_arg_error(current)
-    return "connection failed"
-
-
-def _first_arg_error(exc: BaseException) -> BaseException | None:
-    for arg in exc.args:
-        if isinstance(arg, BaseException):
-            return arg
-        inner = getattr(arg, "reason", None)
-        if isinstance(inner, BaseException):
-            return inner
-    reason = getattr(exc, "reason", None)
-    return reason if isinstance(reason, BaseException) else None
-
-
-def _parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), clamped to
-    0 to 600; None when absent or unreadable."""
-    if value is None:
+    def translate(
+        self, exc: Exception, status: int | None, retry_after: str | None, where: str
+    ) -> EffectError | None:
+        """py-consul's part of the translation (the edge reads the transport first)."""
+        if status is not None and status >= 400:
+            return status_error(where, status, retry_after, _BACKEND, _STATUS_TEXT)
+        if isinstance(exc, consul.ConsulException | ValueError):
+            # A 2xx answer py-consul could not use: no X-Consul-Index, or a body not JSON.
+            return EffectUnavailable(f"{where}: malformed answer from the agent", backend=_BACKEND)
         return None
-    text = value.strip()
-    if text.isdigit():
-        return min(float(text), _MAX_RETRY_AFTER)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    delta = (when - (now or datetime.now(UTC))).total_seconds()
-    return min(max(delta, 0.0), _MAX_RETRY_AFTER)
+
+
+def _open_agent(settings: ConsulSettings) -> _Agent:
+    """The py-consul client on the edge, its token set by us after construction (py-consul
+    prefers ``CONSUL_HTTP_TOKEN`` over the token argument)."""
+    scheme, host, port = settings.address()
+    if os.environ.get("CONSUL_HTTP_TOKEN") is not None:
+        _log.warning("consul: CONSUL_HTTP_TOKEN is set in the environment and is ignored")
+    client = consul.Consul(
+        host=host,
+        port=port,
+        scheme=scheme,
+        verify=settings.verify,
+        cert=settings.cert,
+        dc=settings.datacenter,
+        token=None,
+        connections_timeout=settings.timeout + CLIENT_MARGIN,
+    )
+    client.token = settings.token.reveal() if settings.token is not None else None
+    return _Agent(
+        client, client.http.session, timeout=settings.timeout, max_workers=settings.max_workers
+    )
 
 
 # --------------------------------------------------------------------------- payloads
@@ -585,7 +396,7 @@ class ConsulServiceRegistry:
             config if isinstance(config, ConsulSettings) else ConsulSettings.from_config(config)
         )
         self._settings = settings
-        self._agent = _Agent(settings)
+        self._agent = _open_agent(settings)
 
     async def shutdown(self, timeout: float = 30.0) -> None:
         """Wait up to ``timeout`` seconds for calls in flight, then release the pool and the

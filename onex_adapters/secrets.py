@@ -35,14 +35,21 @@ the value is scrubbed from every log line and dead-letter record from then on; i
 (over :class:`~onex_adapters.memory.InMemorySecretStore`, the embedded default) and
 :class:`onex_adapters.vault.VaultSecrets` implement it. :func:`mask_path` is how adapters name a
 secret path in an error: the first and last segments only.
+
+A credential with a lease — the Vault token — must be renewed while the process runs.
+:func:`keep_renewed` is that loop, for a composition root to run beside its workflow: it asks a
+:class:`Renewable` (``VaultSecrets``) to renew whenever it is due, and calls back after each
+renewal (for instance to :func:`resolve` the configuration again and pick up rotated values).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol, runtime_checkable
 
@@ -53,10 +60,12 @@ from onex_core.errors import EffectError, EffectUnavailable, OnexError, UsageErr
 __all__ = [
     "EnvRef",
     "InMemorySecretSource",
+    "Renewable",
     "Secret",
     "SecretRef",
     "SecretSource",
     "VaultRef",
+    "keep_renewed",
     "mask_path",
     "parse_reference",
     "resolve",
@@ -69,6 +78,7 @@ _VAULT = re.compile(
     rf"/data/(?P<path>{_SEGMENT}(?:/{_SEGMENT})*)"
     r"#(?P<key>[A-Za-z0-9._-]+)\Z"
 )
+_log = logging.getLogger(__name__)
 _ENV = re.compile(r"env:(?P<name>[A-Za-z_][A-Za-z0-9_]*)\Z")
 _LITERAL = "literal:"
 
@@ -359,3 +369,53 @@ def _with_field(exc: Exception, where: str) -> Exception:
     if isinstance(exc, OnexError):
         return exc
     return UsageError(f"config {where}: the secret source failed with {type(exc).__name__}")
+
+
+# --------------------------------------------------------------------------- renewal
+
+
+@runtime_checkable
+class Renewable(Protocol):
+    """A credential that renews its own lease when due (``VaultSecrets``)."""
+
+    async def renew_if_due(self, now: float | None = None) -> bool:
+        """Renew if due. True if renewed.
+
+        Raises:
+            EffectUnavailable: a transient failure; the lease is unchanged.
+            EffectRejected: the renewal was refused for good.
+        """
+        ...
+
+
+async def keep_renewed(
+    credential: Renewable,
+    *,
+    interval: float,
+    on_renewed: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Renew ``credential`` whenever it is due, asking at once and then every ``interval``
+    seconds, until cancelled. Run it as a task beside the workflow and cancel it on shutdown.
+
+    Args:
+        interval: seconds between checks — a small fraction of the shortest lease expected.
+        on_renewed: awaited after each renewal, e.g. to resolve the configuration again.
+
+    Raises:
+        UsageError: ``interval`` is not a positive number, or the credential was not started.
+        EffectRejected: the renewal was refused for good (``AccessDenied``: the token expired
+            or was revoked); the loop ends, the credential is unusable. Transient failures
+            (``EffectUnavailable``) are logged, without secrets, and tried again at the next
+            check; an error raised by ``on_renewed`` ends the loop too.
+    """
+    if isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0:
+        raise UsageError("keep_renewed: interval must be a positive number of seconds")
+    while True:
+        renewed = False
+        try:
+            renewed = await credential.renew_if_due()
+        except EffectUnavailable as exc:
+            _log.warning("credential renewal failed; retrying: %s", REDACTOR.redact_error(exc))
+        if renewed and on_renewed is not None:
+            await on_renewed()
+        await asyncio.sleep(interval)

@@ -4,7 +4,8 @@
 keeps its token alive. hvac is synchronous (``requests``), so every call runs in a small,
 bounded private thread pool under the adapter's own deadline (``asyncio.timeout``); the event
 loop never blocks, and the client's socket timeout is set slightly longer than the deadline only
-so abandoned threads come back.
+so abandoned threads come back (the edge it shares with the Consul adapter,
+:mod:`onex_adapters._http_edge`).
 
 **The token is configuration, never the environment.** Given no token, hvac falls back to
 ``VAULT_TOKEN`` and then to ``~/.vault-token``; given no URL, to ``VAULT_ADDR``; given no
@@ -21,13 +22,14 @@ recovery — the ``reauthenticate`` callback when one is given (a fresh token, e
 or a login), otherwise a ``renew-self`` — and is then tried once more; a second refusal is
 permanent (:class:`AccessDenied`).
 
-**Errors are translated in one place** (:func:`_translate`). hvac's exception text contains
-the method and the full URL, secret path included, so it is never used: messages are built from
-the operation, the path with its middle masked (:func:`~onex_adapters.secrets.mask_path`), the
-HTTP status and a few known Vault phrases (``Vault is sealed``, the check-and-set messages),
-and no driver exception is chained. hvac parses Vault's ``{"errors": [...]}`` only when the
-``Content-Type`` is exactly ``application/json``; the adapter reads the status itself (a
-response hook) and the phrases from the body, so a proxy's charset suffix changes nothing.
+**Errors are translated in one place** (the edge's transport reading, then
+:meth:`_Client.translate`). hvac's exception text contains the method and the full URL, secret
+path included, so it is never used: messages are built from the operation, the path with its
+middle masked (:func:`~onex_adapters.secrets.mask_path`), the HTTP status and a few known Vault
+phrases (``Vault is sealed``, the check-and-set messages), and no driver exception is chained.
+hvac parses Vault's ``{"errors": [...]}`` only when the ``Content-Type`` is exactly
+``application/json``; the adapter reads the status itself (a response hook) and the phrases
+from the body, so a proxy's charset suffix changes nothing.
 
 ========================================  =====================================================
 answer                                    error
@@ -52,20 +54,26 @@ import asyncio
 import json
 import logging
 import re
-import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from types import MappingProxyType
-from typing import Any, NamedTuple, TypeVar, overload
+from typing import Any, TypeVar, overload
 from urllib.parse import urlsplit
 
 import hvac
 import hvac.exceptions
 import requests
 
+from onex_adapters._http_edge import (
+    CLIENT_MARGIN,
+    STATUS_TEXT,
+    Edge,
+    check_transport,
+    check_url,
+    config_values,
+    parse_retry_after,
+    status_error,
+)
 from onex_adapters.clock import Clock, SystemClock
 from onex_adapters.secrets import Secret, mask_path, secret_text
 from onex_core.errors import EffectError, EffectRejected, EffectUnavailable, UsageError
@@ -81,11 +89,11 @@ __all__ = [
 ]
 
 _BACKEND = "vault"
+_WHAT = "vault settings"
+_NO_ENVIRONMENT = "VAULT_ADDR is never read"
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_CLIENT_MARGIN = 0.5
-_MAX_RETRY_AFTER = 600.0
 _SEGMENT = re.compile(r"(?!\.{1,2}\Z)[A-Za-z0-9._-]+\Z")
 _KEY = re.compile(r"[A-Za-z0-9._-]{1,256}\Z")
 _DURATION = re.compile(r"(?:\d+(?:ns|us|µs|ms|s|m|h))+\Z")
@@ -117,20 +125,7 @@ _STATUS_OF = {
     hvac.exceptions.BadGateway: 502,
     hvac.exceptions.VaultDown: 503,
 }
-_STATUS_TEXT = {
-    400: "bad request",
-    401: "not authorized",
-    403: "permission denied",
-    404: "not found",
-    412: "precondition failed",
-    413: "request too large",
-    429: "rate limited",
-    500: "internal error",
-    501: "not initialized",
-    502: "bad gateway",
-    503: "unavailable",
-    504: "gateway timeout",
-}
+_STATUS_TEXT = {**STATUS_TEXT, 501: "not initialized"}
 
 
 class AccessDenied(EffectRejected):
@@ -176,7 +171,7 @@ class VaultSettings:
     allow_insecure_tls: bool = False
 
     def __post_init__(self) -> None:
-        _check_url(self.url)
+        check_url(self.url, _WHAT, _NO_ENVIRONMENT)
         if not isinstance(self.token, Secret):
             raise UsageError(
                 "vault settings: token is required (VAULT_TOKEN and ~/.vault-token are never read)"
@@ -186,31 +181,18 @@ class VaultSettings:
             isinstance(self.namespace, str) and _path_ok(self.namespace)
         ):
             raise UsageError("vault settings: namespace must be a path of plain segments")
-        if not isinstance(self.verify, bool | str) or self.verify == "":
-            raise UsageError("vault settings: verify must be true or a CA bundle path")
-        if self.verify is False and not self.allow_insecure_tls:
-            raise UsageError(
-                "vault settings: verify=false turns off certificate checks; "
-                "set allow_insecure_tls to accept that"
-            )
-        if self.cert is not None and not (
-            isinstance(self.cert, tuple)
-            and len(self.cert) == 2
-            and all(isinstance(p, str) and p for p in self.cert)
-        ):
-            raise UsageError("vault settings: cert must be a (certificate, key) pair of paths")
-        if isinstance(self.timeout, bool) or not isinstance(self.timeout, int | float):
-            raise UsageError("vault settings: timeout must be a number of seconds")
-        if not 0 < self.timeout <= 3600:
-            raise UsageError("vault settings: timeout must be between 0 and 3600 seconds")
+        check_transport(
+            _WHAT,
+            verify=self.verify,
+            allow_insecure_tls=self.allow_insecure_tls,
+            cert=self.cert,
+            timeout=self.timeout,
+            max_workers=self.max_workers,
+        )
         if self.renew_increment is not None and not (
             isinstance(self.renew_increment, str) and _DURATION.match(self.renew_increment)
         ):
             raise UsageError("vault settings: renew_increment must be a Go duration like '1h'")
-        if isinstance(self.max_workers, bool) or not isinstance(self.max_workers, int):
-            raise UsageError("vault settings: max_workers must be an integer")
-        if not 1 <= self.max_workers <= 64:
-            raise UsageError("vault settings: max_workers must be between 1 and 64")
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> VaultSettings:
@@ -220,34 +202,7 @@ class VaultSettings:
         Raises:
             UsageError: an unknown key, a missing URL or token, or an invalid value.
         """
-        if not isinstance(config, Mapping):
-            raise UsageError("vault settings: config must be a mapping")
-        unknown = sorted(str(k) for k in config if k not in _CONFIG_KEYS)
-        if unknown:
-            raise UsageError(f"vault settings: unknown keys {unknown}")
-        values = dict(config)
-        if "url" not in values:
-            raise UsageError("vault settings: url is required (VAULT_ADDR is never read)")
-        values["token"] = secret_text("vault settings: token", values.get("token"))
-        if isinstance(values.get("cert"), list):
-            values["cert"] = tuple(values["cert"])
-        return cls(**values)
-
-
-def _check_url(url: object) -> None:
-    if not isinstance(url, str) or not url:
-        raise UsageError("vault settings: url is required (VAULT_ADDR is never read)")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError("vault settings: url must be http(s)://host[:port]")
-    if parts.username is not None or parts.password is not None:
-        raise UsageError("vault settings: url must not carry user-info")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise UsageError("vault settings: url must not have a path, query or fragment")
-    try:
-        parts.port  # noqa: B018 - validates the port
-    except ValueError:
-        raise UsageError("vault settings: url has an invalid port") from None
+        return cls(**config_values(config, _WHAT, _CONFIG_KEYS, _NO_ENVIRONMENT))
 
 
 def _path_ok(path: str) -> bool:
@@ -304,6 +259,13 @@ class SecretVersions:
     versions: Mapping[int, VersionState]
 
 
+def _lease(ttl: Any, answer: Mapping[str, Any], at: float) -> TokenLease:
+    """The lease a ``lookup-self`` (``data``) or ``renew-self`` (``auth``) answer describes."""
+    return TokenLease(
+        float(ttl or 0), bool(answer.get("renewable")), at, tuple(answer.get("policies") or ())
+    )
+
+
 def _as_text(value: object) -> str:
     if isinstance(value, str):
         return value
@@ -313,70 +275,73 @@ def _as_text(value: object) -> str:
 # --------------------------------------------------------------------------- the blocking edge
 
 
-class _Tap(threading.local):
-    """The status, ``Retry-After`` and body of the last response seen in this thread (hvac's
-    exceptions keep no status, and parse the body only for one exact content type)."""
+class _Client(Edge):
+    """hvac on the shared edge."""
 
-    status: int | None = None
-    retry_after: str | None = None
+    backend = _BACKEND
+    closed_text = "vault client is closed"
 
-    def reset(self) -> None:
-        self.status = None
-        self.retry_after = None
+    def translate(
+        self, exc: Exception, status: int | None, retry_after: str | None, where: str
+    ) -> EffectError | None:
+        """hvac's part of the translation (the edge reads the transport first). Never reads
+        ``str(exc)`` or ``exc.url``."""
+        if isinstance(exc, hvac.exceptions.VaultError):
+            return _vault_error(exc, status, retry_after, where)
+        if status is not None and status >= 400:
+            return status_error(where, status, retry_after, _BACKEND, _STATUS_TEXT)
+        if isinstance(exc, KeyError | TypeError | ValueError | AttributeError):
+            return EffectUnavailable(f"{where}: malformed answer from Vault", backend=_BACKEND)
+        return None
 
-    def hook(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        self.status = response.status_code
-        self.retry_after = response.headers.get("Retry-After")
+
+def _open_client(settings: VaultSettings) -> _Client:
+    """The hvac client on the edge, on a session of our own with every credential passed
+    explicitly."""
+    session = requests.Session()
+    session.verify = settings.verify
+    session.cert = settings.cert
+    client = hvac.Client(
+        url=settings.url,
+        token=settings.token.reveal(),
+        # An empty pair, not None: hvac replaces None with VAULT_CLIENT_CERT.
+        cert=settings.cert or (),
+        verify=settings.verify,
+        timeout=settings.timeout + CLIENT_MARGIN,
+        session=session,
+        namespace=settings.namespace,
+    )
+    return _Client(client, session, timeout=settings.timeout, max_workers=settings.max_workers)
 
 
-class _Outcome(NamedTuple):
-    value: Any
-    error: EffectError | None
-
-
-def _translate(
-    exc: Exception, status: int | None, retry_after: str | None, operation: str, subject: str
+def _vault_error(
+    exc: hvac.exceptions.VaultError, status: int | None, retry_after: str | None, where: str
 ) -> EffectError:
-    """The ONEX error for a failed hvac call. Never reads ``str(exc)`` or ``exc.url``."""
-    where = f"vault: {operation} {subject} failed"
-    if isinstance(exc, requests.exceptions.SSLError):
-        return EffectRejected(f"{where}: TLS verification failed", backend=_BACKEND)
-    if isinstance(exc, requests.exceptions.Timeout):
-        return EffectUnavailable(f"{where}: the client timed out", backend=_BACKEND)
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        return EffectUnavailable(f"{where}: {_network_reason(exc)}", backend=_BACKEND)
-    if isinstance(exc, hvac.exceptions.VaultError):
-        code = status if status is not None and status >= 400 else _STATUS_OF.get(type(exc))
-        phrases = _phrases(exc)
-        if code == 400 and _CAS_MISMATCH in phrases:
-            return WriteConflict(
-                f"{where}: check-and-set did not match the current version", backend=_BACKEND
-            )
-        if code == 400 and _CAS_REQUIRED in phrases:
-            return EffectRejected(f"{where}: the secret requires check-and-set", backend=_BACKEND)
-        if code in (401, 403):
-            return AccessDenied(f"{where}: permission denied (HTTP {code})", backend=_BACKEND)
-        if code == 503 and _SEALED in phrases:
-            return EffectUnavailable(
-                f"{where}: Vault is sealed (HTTP 503)",
-                backend=_BACKEND,
-                retry_after=_parse_retry_after(retry_after),
-            )
-        if code == 404 and (state := _deleted_state(exc.json)) is not None:
-            return EffectRejected(f"{where}: the version was {state}", backend=_BACKEND)
-        if code is None:  # raised by hvac itself, before or without an HTTP error
-            return EffectRejected(
-                f"{where}: the client refused the request ({type(exc).__name__})",
-                backend=_BACKEND,
-            )
-        return _status_error(where, code, retry_after)
-    if status is not None and status >= 400:
-        return _status_error(where, status, retry_after)
-    if isinstance(exc, KeyError | TypeError | ValueError | AttributeError):
-        return EffectUnavailable(f"{where}: malformed answer from Vault", backend=_BACKEND)
-    if isinstance(exc, requests.exceptions.RequestException):
-        return EffectUnavailable(f"{where}: {type(exc).__name__}", backend=_BACKEND)
-    return EffectRejected(f"{where}: unexpected {type(exc).__name__}", backend=_BACKEND)
+    """The error for an exception hvac raised: from the status (ours, else the exception's
+    class) and Vault's phrases."""
+    code = status if status is not None and status >= 400 else _STATUS_OF.get(type(exc))
+    phrases = _phrases(exc)
+    if code == 400 and _CAS_MISMATCH in phrases:
+        return WriteConflict(
+            f"{where}: check-and-set did not match the current version", backend=_BACKEND
+        )
+    if code == 400 and _CAS_REQUIRED in phrases:
+        return EffectRejected(f"{where}: the secret requires check-and-set", backend=_BACKEND)
+    if code in (401, 403):
+        return AccessDenied(f"{where}: permission denied (HTTP {code})", backend=_BACKEND)
+    if code == 503 and _SEALED in phrases:
+        return EffectUnavailable(
+            f"{where}: Vault is sealed (HTTP 503)",
+            backend=_BACKEND,
+            retry_after=parse_retry_after(retry_after),
+        )
+    if code == 404 and (state := _deleted_state(exc.json)) is not None:
+        return EffectRejected(f"{where}: the version was {state}", backend=_BACKEND)
+    if code is None:  # raised by hvac itself, before or without an HTTP error
+        return EffectRejected(
+            f"{where}: the client refused the request ({type(exc).__name__})", backend=_BACKEND
+        )
+    return status_error(where, code, retry_after, _BACKEND, _STATUS_TEXT)
 
 
 def _phrases(exc: hvac.exceptions.VaultError) -> tuple[str, ...]:
@@ -411,130 +376,6 @@ def _deleted_state(body: object) -> str | None:
     return None
 
 
-def _status_error(where: str, status: int, retry_after: str | None) -> EffectError:
-    text = f"{where}: {_STATUS_TEXT.get(status, 'error')} (HTTP {status})"
-    if status == 429 or status >= 500:
-        return EffectUnavailable(
-            text, backend=_BACKEND, retry_after=_parse_retry_after(retry_after)
-        )
-    return EffectRejected(text, backend=_BACKEND)
-
-
-_NETWORK_TEXT = (
-    (ConnectionRefusedError, "connection refused"),
-    (ConnectionResetError, "connection reset"),
-    (ConnectionAbortedError, "connection aborted"),
-    (TimeoutError, "network timeout"),
-)
-
-
-def _network_reason(exc: BaseException) -> str:
-    """A fixed description of a network failure, from the exception types in its chain."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        for kind, text in _NETWORK_TEXT:
-            if isinstance(current, kind):
-                return text
-        if type(current).__name__ in ("RemoteDisconnected", "ProtocolError"):
-            return "connection closed by the server"
-        nested = next((a for a in current.args if isinstance(a, BaseException)), None)
-        reason = getattr(current, "reason", None)
-        current = (
-            current.__cause__
-            or current.__context__
-            or nested
-            or (reason if isinstance(reason, BaseException) else None)
-        )
-    return "connection failed"
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), clamped to
-    0 to 600; None when absent or unreadable."""
-    if value is None:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return min(float(text), _MAX_RETRY_AFTER)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    delta = (when - datetime.now(UTC)).total_seconds()
-    return min(max(delta, 0.0), _MAX_RETRY_AFTER)
-
-
-class _Client:
-    """The hvac client, its thread pool, and where its errors are read."""
-
-    def __init__(self, settings: VaultSettings) -> None:
-        self.tap = _Tap()
-        session = requests.Session()
-        session.trust_env = False
-        session.verify = settings.verify
-        session.cert = settings.cert
-        session.hooks["response"].append(self.tap.hook)
-        self.session = session
-        self.client = hvac.Client(
-            url=settings.url,
-            token=settings.token.reveal(),
-            # An empty pair, not None: hvac replaces None with VAULT_CLIENT_CERT.
-            cert=settings.cert or (),
-            verify=settings.verify,
-            timeout=settings.timeout + _CLIENT_MARGIN,
-            session=session,
-            namespace=settings.namespace,
-        )
-        self.timeout = settings.timeout
-        self.executor = ThreadPoolExecutor(settings.max_workers, thread_name_prefix="onex-vault")
-        self.inflight: set[asyncio.Future[_Outcome]] = set()
-        self.closed = False
-
-    async def call(self, operation: str, subject: str, fn: Callable[[Any], T]) -> T:
-        if self.closed:
-            raise UsageError("vault client is closed")
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self.executor, self._guarded, operation, subject, fn)
-        self.inflight.add(future)
-        future.add_done_callback(self.inflight.discard)
-        outcome: _Outcome | None = None
-        try:
-            async with asyncio.timeout(self.timeout):
-                outcome = await future
-        except TimeoutError:
-            pass
-        if outcome is None:
-            raise EffectUnavailable(
-                f"vault: {operation} {subject} failed: no answer within {self.timeout:g} s",
-                backend=_BACKEND,
-            )
-        if outcome.error is not None:
-            raise outcome.error
-        _log.debug("vault: %s %s ok", operation, subject)
-        result: T = outcome.value
-        return result
-
-    def _guarded(self, operation: str, subject: str, fn: Callable[[Any], Any]) -> _Outcome:
-        self.tap.reset()
-        try:
-            return _Outcome(fn(self.client), None)
-        except Exception as exc:
-            error = _translate(exc, self.tap.status, self.tap.retry_after, operation, subject)
-            return _Outcome(None, error)
-
-    async def close(self, timeout: float) -> None:
-        self.closed = True
-        pending = [f for f in self.inflight if not f.done()]
-        if pending:
-            await asyncio.wait(pending, timeout=max(0.0, timeout))
-        self.executor.shutdown(wait=False, cancel_futures=True)
-        self.session.close()
-
-
 # --------------------------------------------------------------------------- the adapter
 
 
@@ -567,7 +408,7 @@ class VaultSecrets:
         self.settings = settings
         self._clock: Clock = clock or SystemClock()
         self._reauthenticate = reauthenticate
-        self._client = _Client(settings)
+        self._client = _open_client(settings)
         self._lease: TokenLease | None = None
         self._recovery = asyncio.Lock()
 
@@ -589,11 +430,7 @@ class VaultSecrets:
             AccessDenied: the token is invalid or expired (after one recovery attempt).
             EffectUnavailable: Vault could not be reached, is sealed, or is rate limiting.
         """
-        started = self._clock.monotonic()
-        body = await self._authorized(
-            "token lookup", "self", lambda client: client.auth.token.lookup_self()
-        )
-        return self._record(body["data"], started)
+        return await self._lookup(self._authorized)
 
     async def renew_if_due(self, now: float | None = None) -> bool:
         """Renew the token when two thirds of its TTL have passed.
@@ -633,24 +470,16 @@ class VaultSecrets:
             lambda client: client.auth.token.renew_self(increment=increment),
         )
         auth = body["auth"]
-        lease = TokenLease(
-            float(auth.get("lease_duration") or 0),
-            bool(auth.get("renewable")),
-            now,
-            tuple(auth.get("policies") or ()),
-        )
-        self._lease = lease
+        self._lease = lease = _lease(auth.get("lease_duration"), auth, now)
         _log.info("vault: token renewed; ttl %g s", lease.ttl)
         return lease
 
-    def _record(self, data: Mapping[str, Any], at: float) -> TokenLease:
-        lease = TokenLease(
-            float(data.get("ttl") or 0),
-            bool(data.get("renewable")),
-            at,
-            tuple(data.get("policies") or ()),
-        )
-        self._lease = lease
+    async def _lookup(self, call: Callable[..., Awaitable[Any]]) -> TokenLease:
+        """``lookup-self`` through ``call``; its answer becomes the lease."""
+        started = self._clock.monotonic()
+        body = await call("token lookup", "self", lambda client: client.auth.token.lookup_self())
+        data = body["data"]
+        self._lease = lease = _lease(data.get("ttl"), data, started)
         return lease
 
     async def _authorized(self, operation: str, subject: str, fn: Callable[[Any], T]) -> T:
@@ -673,14 +502,10 @@ class VaultSecrets:
                     raise UsageError("vault: reauthenticate must return a Secret")
                 _log.warning("vault: access denied; re-authenticating")
                 self._client.client.token = fresh.reveal()
-                started = self._clock.monotonic()
                 try:
-                    body = await self._client.call(
-                        "token lookup", "self", lambda client: client.auth.token.lookup_self()
-                    )
+                    await self._lookup(self._client.call)
                 except AccessDenied:
                     return False
-                self._record(body["data"], started)
                 return True
             if self._lease is not None and not self._lease.renewable:
                 return False

@@ -15,7 +15,6 @@ import asyncio
 import logging
 import os
 import random
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -41,16 +40,21 @@ from onex_core.resilience import BreakerPolicy, BreakerState, EffectPolicy, Retr
 from tests.adapters.fakes.base import FakeClock, Fault
 from tests.adapters.fakes.consul_fake import ConsulFake
 from tests.adapters.fakes.golden import load, shape_problems
+from tests.adapters.http_kit import (
+    assert_no_foreign_chain,
+    closed_port,
+    dead_proxies,
+    edge_faults,
+    failure,
+    fault_id,
+    run,
+)
 
 REAL_URL = os.environ.get("ONEX_TEST_CONSUL_URL")
 REAL_TOKEN = os.environ.get("ONEX_TEST_CONSUL_TOKEN")
 TOKEN = f"consul-acl-{uuid.uuid4().hex}"
 DEADLINE = 0.2
 CAUSE = uuid.UUID("6f6e6578-0000-4000-8000-000000000001")
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
 
 
 @dataclass
@@ -144,19 +148,6 @@ def register_payload(prefix: str = "onex-test", n: int = 1, **changes: Any) -> d
     }
     payload.update(changes)
     return payload
-
-
-def failure(coro: Any) -> BaseException:
-    try:
-        run(coro)
-    except BaseException as exc:
-        return exc
-    raise AssertionError("expected a failure")
-
-
-def assert_no_foreign_chain(error: BaseException) -> None:
-    assert error.__cause__ is None
-    assert error.__context__ is None
 
 
 def passing_instances(target: Target, name: str) -> list[Any]:
@@ -546,13 +537,6 @@ async def _execute(fake: ConsulFake, request: Intent, **extra: Any) -> Any:
 # --------------------------------------------------------------------------- error classification
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 ECHO = "body-canary-7f3a"
 
 
@@ -560,7 +544,6 @@ ECHO = "body-canary-7f3a"
     ("fault", "kind", "text", "retry_after"),
     [
         (Fault(status=500, body=f"rpc error: {ECHO}"), EffectUnavailable, "internal error", None),
-        (Fault(status=502, body=ECHO), EffectUnavailable, "bad gateway (HTTP 502)", None),
         (Fault(status=503, body=ECHO), EffectUnavailable, "unavailable (HTTP 503)", None),
         (
             Fault(status=503, body=ECHO, headers={"Retry-After": "3"}),
@@ -597,17 +580,9 @@ ECHO = "body-canary-7f3a"
         (Fault(status=401, body=ECHO), EffectRejected, "not authorized (HTTP 401)", None),
         (Fault(status=404, body=ECHO), EffectRejected, "not found (HTTP 404)", None),
         (Fault(status=412, body=ECHO), EffectRejected, "precondition failed (HTTP 412)", None),
-        (Fault(status=413, body=ECHO), EffectRejected, "request too large (HTTP 413)", None),
-        (Fault(status=418, body=ECHO), EffectRejected, "error (HTTP 418)", None),
-        (Fault(reset=True), EffectUnavailable, "connection", None),
-        (Fault(hang=True), EffectUnavailable, f"no answer within {DEADLINE:g} s", None),
+        *edge_faults(ECHO, DEADLINE),
     ],
-    ids=lambda value: (
-        str(value.status or ("reset" if value.reset else "hang"))
-        + ("-retry-after" if value.headers else "")
-        if isinstance(value, Fault)
-        else ""
-    ),
+    ids=fault_id,
 )
 def test_failures_are_classified_and_never_echo_the_answer(
     fake: ConsulFake,
@@ -632,7 +607,7 @@ def test_failures_are_classified_and_never_echo_the_answer(
 
 
 def test_a_refused_connection_is_transient() -> None:
-    url = f"http://127.0.0.1:{_closed_port()}"
+    url = f"http://127.0.0.1:{closed_port()}"
 
     async def scenario() -> None:
         async with connected(url) as handler:
@@ -780,7 +755,7 @@ def test_the_environment_never_overrides_the_configured_token(
     fake: ConsulFake, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("CONSUL_HTTP_TOKEN", "env-token-must-not-be-used")
-    monkeypatch.setenv("CONSUL_HTTP_ADDR", f"127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("CONSUL_HTTP_ADDR", f"127.0.0.1:{closed_port()}")
     monkeypatch.setenv("CONSUL_HTTP_SSL", "true")
     monkeypatch.setenv("CONSUL_HTTP_SSL_VERIFY", "false")
     assert raw_client(fake.url, TOKEN).token == "env-token-must-not-be-used"  # the hazard
@@ -803,11 +778,7 @@ def test_the_environment_never_overrides_the_configured_token(
 def test_proxy_settings_in_the_environment_are_ignored(
     fake: ConsulFake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    dead_proxy = f"http://127.0.0.1:{_closed_port()}"
-    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.setenv(name, dead_proxy)
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
+    dead_proxies(monkeypatch)
     with pytest.raises(requests.exceptions.ProxyError):
         requests.get(f"{fake.url}/v1/kv/x", timeout=5)  # what requests alone would do
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 import pickle
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -17,14 +18,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
+from onex_adapters.clock import run_virtual
 from onex_adapters.memory import InMemorySecretStore
 from onex_adapters.redaction import REDACTOR, Redactor
 from onex_adapters.secrets import (
     EnvRef,
     InMemorySecretSource,
+    Renewable,
     Secret,
     SecretSource,
     VaultRef,
+    keep_renewed,
     mask_path,
     parse_reference,
     resolve,
@@ -307,6 +311,61 @@ def test_source_failures_keep_their_kind_and_carry_no_foreign_context() -> None:
 def test_configuration_without_references_resolves_to_itself(value: object) -> None:
     config = {"root": value}
     assert run(resolve(config)) == config
+
+
+# --------------------------------------------------------------------------- renewal
+
+
+class ScriptedCredential:
+    """Answers ``renew_if_due`` from a script: a bool, or an exception to raise."""
+
+    def __init__(self, script: list[bool | Exception]) -> None:
+        self.script = script
+        self.asked_at: list[float] = []
+
+    async def renew_if_due(self, now: float | None = None) -> bool:
+        self.asked_at.append(asyncio.get_running_loop().time())
+        answer = self.script.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def test_keep_renewed_renews_when_due_and_rides_out_transient_failures(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    Secret("renewal-canary-77")
+    transient = EffectUnavailable("vault: token renew renewal-canary-77 failed")
+    refused = EffectRejected("vault: token renew self failed: permission denied (HTTP 403)")
+    credential = ScriptedCredential([False, transient, True, False, refused])
+    assert isinstance(credential, Renewable)
+    renewals: list[float] = []
+
+    async def scenario() -> BaseException:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+
+        async def renewed() -> None:
+            renewals.append(loop.time() - start)
+
+        with pytest.raises(EffectRejected) as caught:
+            await keep_renewed(credential, interval=5.0, on_renewed=renewed)
+        credential.asked_at = [t - start for t in credential.asked_at]
+        return caught.value
+
+    with caplog.at_level(logging.WARNING, logger="onex_adapters.secrets"):
+        error = run_virtual(scenario())
+    assert error is refused  # a refusal ends the loop, unchanged
+    assert credential.asked_at == [0.0, 5.0, 10.0, 15.0, 20.0]
+    assert renewals == [10.0]
+    [warning] = caplog.records
+    assert "retrying: EffectUnavailable: vault: token renew *** failed" in warning.getMessage()
+
+
+@pytest.mark.parametrize("interval", [0, -1.0, True, "1"])
+def test_keep_renewed_needs_a_positive_interval(interval: Any) -> None:
+    with pytest.raises(UsageError, match="interval"):
+        run(keep_renewed(ScriptedCredential([]), interval=interval))
 
 
 # --------------------------------------------------------------------------- the port suite

@@ -14,18 +14,19 @@ nothing here reads a clock, makes a random id or does I/O (``now`` comes in as a
   which the runtime then skips as done.
 - **Decisions** (:func:`decide`). One message → the new state, the intents, and one event
   announcing what happened, or one ``order-command-refused`` event naming the failed guards.
-- **Projections** (:func:`handle`). An order's projection holds its state, the state before
-  the last message (to replay that message after a crash), and the ids of the recently applied
-  messages (to skip duplicates).
+- **Projections** (:data:`LAYOUT`, :func:`handle`). What to do with a message delivered again
+  — replay the last one after a crash, skip the recently applied — is not the order's business:
+  :mod:`onex_core.entities` does it for every workflow. The order only says where its projection
+  lives (the ``orders`` domain, the order's fields under ``data["order"]``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Final
 
+from onex_core.entities import Decide, EntityDecision, Handled, Layout, apply_to_projection
 from onex_core.fsm import Fired, Machine
 from onex_core.intents import Intent, intent_id_for, make_target
 from onex_core.messages import Envelope
@@ -40,14 +41,13 @@ __all__ = [
     "COMMANDS",
     "DLQ",
     "DOMAIN",
+    "LAYOUT",
     "REFUSED",
-    "Decision",
-    "Handled",
     "capture_payment",
     "decide",
+    "decider",
     "handle",
     "order_reducer",
-    "state_of",
     "trigger_of",
     "update",
 ]
@@ -92,8 +92,9 @@ ANNOUNCEMENTS: Final[Mapping[str, str]] = {
 }
 """The event announcing that an order reached each state."""
 
-APPLIED_WINDOW: Final = 32
-"""How many recently applied message ids an order's projection remembers."""
+LAYOUT: Final = Layout(DOMAIN, window=32, nest="order")
+"""Where an order's projection lives: the ``orders`` domain, its fields under ``data["order"]``,
+and the ids of the last 32 messages that changed it."""
 
 
 # --------------------------------------------------------------------------- the reducer
@@ -174,18 +175,6 @@ def order_reducer(machine: Machine) -> FsmReducer[Envelope]:
 # --------------------------------------------------------------------------- decisions
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """What one message means for one order: the state after it, the intents to run, the
-    events to publish, whether the state changed, and a note for logs."""
-
-    state: FsmState
-    intents: tuple[Intent, ...] = ()
-    events: tuple[Envelope, ...] = ()
-    changed: bool = False
-    note: str = ""
-
-
 def _announcement(state: FsmState, envelope: Envelope) -> dict[str, Any]:
     order = state.data
     payload: dict[str, Any] = {"order_id": envelope.entity_id, "state": state.name}
@@ -201,23 +190,25 @@ def _announcement(state: FsmState, envelope: Envelope) -> dict[str, Any]:
 
 
 def decide(
-    state: FsmState, envelope: Envelope, now: datetime, reducer: FsmReducer[Envelope]
-) -> Decision:
-    """Decide one message for the order in ``state``. Pure.
+    state: FsmState | None, envelope: Envelope, now: datetime, reducer: FsmReducer[Envelope]
+) -> EntityDecision:
+    """Decide one message for the order in ``state`` (None: a new order). Pure.
 
     A payment outcome for any capture but the one the order waits for (late, duplicated, from
     an earlier attempt) is ignored. A command the machine refuses produces an
     ``order-command-refused`` event naming the state and the failed guards.
     """
+    if state is None:
+        state = FsmState(reducer.machine.initial)
     if envelope.event_type == _OUTCOME_TYPE:
         waiting_for = state.data.get("capture_intent")
         if waiting_for is None or envelope.payload.get("intent_id") != waiting_for:
-            return Decision(state, note="payment outcome for no pending capture: ignored")
+            return EntityDecision(state, note="payment outcome for no pending capture: ignored")
     step = reducer(state, envelope)
     rejected = step.rejected
     if rejected is not None:
         if envelope.event_type == _OUTCOME_TYPE:
-            return Decision(state, note=rejected.message)
+            return EntityDecision(state, note=rejected.message)
         refusal = envelope.child(
             topic=REFUSED,
             event_type=parse_topic(REFUSED).event_type,
@@ -231,9 +222,9 @@ def decide(
             index=0,
             emitted_at=now,
         )
-        return Decision(state, events=(refusal,), note=rejected.message)
+        return EntityDecision(state, events=(refusal,), note=rejected.message)
     if step.state is state:
-        return Decision(state, note=f"{envelope.event_type} is not for orders")
+        return EntityDecision(state, note=f"{envelope.event_type} is not for orders")
     topic = ANNOUNCEMENTS[step.state.name]
     event = envelope.child(
         topic=topic,
@@ -243,34 +234,19 @@ def decide(
         emitted_at=now,
     )
     note = f"{state.name} -> {step.state.name}"
-    return Decision(step.state, step.intents, (event,), changed=True, note=note)
+    return EntityDecision(step.state, step.intents, (event,), note=note, changed=True)
+
+
+def decider(reducer: FsmReducer[Envelope]) -> Decide:
+    """:func:`decide` over ``reducer``, as the entity orchestrator calls it."""
+
+    def decide_order(state: FsmState | None, envelope: Envelope, now: datetime) -> EntityDecision:
+        return decide(state, envelope, now, reducer)
+
+    return decide_order
 
 
 # --------------------------------------------------------------------------- projections
-
-
-@dataclass(frozen=True, slots=True)
-class Handled:
-    """What :func:`handle` decided: the decision, the projection to write (or None), and
-    whether the message was ``applied``, ``unchanged``, ``replayed`` or a ``duplicate``."""
-
-    decision: Decision
-    projection: Projection | None
-    kind: Literal["applied", "unchanged", "replayed", "duplicate"]
-
-
-def state_of(projection: Projection | None, initial: str) -> FsmState:
-    """The reducer state an order's projection holds (``initial`` for no projection)."""
-    if projection is None:
-        return FsmState(initial)
-    return FsmState(projection.state, data=dict(projection.data["order"]))
-
-
-def _previous(projection: Projection, initial: str) -> FsmState:
-    previous = projection.data.get("previous")
-    if not isinstance(previous, Mapping):
-        return FsmState(initial)
-    return FsmState(previous["state"], data=dict(previous["order"]))
 
 
 def handle(
@@ -279,7 +255,8 @@ def handle(
     now: datetime,
     reducer: FsmReducer[Envelope],
 ) -> Handled:
-    """Handle one message for the order whose stored projection is ``projection``. Pure.
+    """Handle one message for the order whose stored projection is ``projection``, as the
+    orchestrator does. Pure.
 
     1. The message is the one that produced the stored projection (the projection was written,
        then the process died before its effects ran or its events went out): decide it again
@@ -288,32 +265,4 @@ def handle(
     2. The message was applied recently: do nothing.
     3. Otherwise decide it; when the state changed, return the projection to write first.
     """
-    initial = reducer.machine.initial
-    if projection is not None:
-        if projection.event_id == envelope.envelope_id:
-            at = projection.updated_at or now
-            decision = decide(_previous(projection, initial), envelope, at, reducer)
-            return Handled(decision, None, "replayed")
-        if str(envelope.envelope_id) in projection.data.get("applied", ()):
-            state = state_of(projection, initial)
-            return Handled(Decision(state, note="duplicate: already applied"), None, "duplicate")
-    before = state_of(projection, initial)
-    decision = decide(before, envelope, now, reducer)
-    if not decision.changed:
-        return Handled(decision, None, "unchanged")
-    applied = [] if projection is None else list(projection.data.get("applied", ()))
-    applied = [*applied[-(APPLIED_WINDOW - 1) :], str(envelope.envelope_id)]
-    written = Projection(
-        entity_id=envelope.entity_id,
-        domain=DOMAIN,
-        state=decision.state.name,
-        data={
-            "order": dict(decision.state.data),
-            "previous": {"state": before.name, "order": dict(before.data)},
-            "applied": applied,
-        },
-        sequence=0 if projection is None else projection.sequence + 1,
-        event_id=envelope.envelope_id,
-        updated_at=now,
-    )
-    return Handled(decision, written, "applied")
+    return apply_to_projection(projection, envelope, now, decider(reducer), layout=LAYOUT)

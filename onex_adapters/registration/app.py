@@ -1,14 +1,12 @@
 """The composition root of the registration workflow: contracts + adapters → a runtime host.
 
-:func:`build_registration` is the one place where the workflow is wired. Everything behavioural
-comes from the shipped contracts (``onex_contracts/contracts/registration``):
-
-- the **routes** — which topics reach the orchestrator and the tick handler, and the dead-letter
-  topic — from the orchestrator contract's ``handler_routing`` and ``event_bus``;
-- the **state machine** — from the reducer contract;
-- the **effect bindings** — which handler carries out each intent type, and on which topic its
-  outcome is reported — from the effect contracts' ``operation_match`` routing, and the
-  **retry, breaker and timeout** of each from its handler contract's ``descriptor``.
+:func:`build_registration` is the one place where the workflow is wired, with
+:func:`~onex_adapters.app.build_host`: everything behavioural comes from the shipped contracts
+(``onex_contracts/contracts/registration``) — the routes, the state machine, the effect bindings
+with their retry, breaker and timeout. What this module adds is the workflow's own: the
+registration orchestrator and the tick handler (which serves the routes of the runtime tick),
+the check that the orchestrator routes every message the workflow decides, and the two effect
+handlers, each serving every intent type the contracts send to its handler contract.
 
 Every adapter comes in as a parameter (bus, stores, registry, table, clock, id source), so the
 same function builds the embedded default, a test world with faults, or a production host. The
@@ -27,12 +25,11 @@ is the two together.
 from __future__ import annotations
 
 import os
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from onex_adapters.app import Contracts, build_host, load_contracts
 from onex_adapters.clock import Clock
 from onex_adapters.memory import (
     InMemoryIdempotencyStore,
@@ -49,26 +46,10 @@ from onex_adapters.registration.handlers import (
     RegistrationOrchestrator,
     RegistrationTicks,
 )
-from onex_adapters.runtime import (
-    EffectBinding,
-    IdSource,
-    MessageHandler,
-    RuntimeConfig,
-    RuntimeHost,
-    TickSource,
-)
-from onex_contracts import (
-    REGISTRATION_CONTRACTS,
-    HandlerContract,
-    NodeContract,
-    compile_effect_policy,
-    compile_machine,
-    compile_routes,
-    load,
-)
-from onex_core.dispatch import Plan, RouteTable, route_topic
+from onex_adapters.runtime import IdSource, RuntimeConfig, RuntimeHost, TickSource
+from onex_contracts import REGISTRATION_CONTRACTS
+from onex_core.dispatch import Plan, route_topic
 from onex_core.errors import ContractError, UsageError
-from onex_core.fsm import Machine
 from onex_core.ports import (
     EffectHandler,
     EventBus,
@@ -87,7 +68,6 @@ from onex_core.registration.model import (
     SERVICE_OUTCOME,
     STORAGE_OUTCOME,
 )
-from onex_core.resilience import BreakerPolicy, EffectPolicy, RetryPolicy
 from onex_core.topics import parse_topic
 
 if TYPE_CHECKING:
@@ -104,8 +84,6 @@ __all__ = [
 ]
 
 _ORCHESTRATOR = "node_registration_orchestrator"
-_REDUCER = "node_registration_reducer"
-_DISABLED_BREAKER = BreakerPolicy(failure_threshold=2**31 - 1)
 # Every message the workflow handles, including the deadline checks its tick handler sends.
 _HANDLED: Final = (
     INTROSPECTION,
@@ -118,35 +96,6 @@ _HANDLED: Final = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Contracts:
-    """What the registration contracts compile to."""
-
-    routes: RouteTable
-    machine: Machine
-    # intent type → (effect handler id, outcome topic or None)
-    operations: Mapping[str, tuple[str, str | None]]
-    # effect handler id → policy
-    policies: Mapping[str, EffectPolicy]
-
-
-def _node(directory: Path, name: str) -> NodeContract:
-    contract = load(directory / name / "contract.yaml")
-    if not isinstance(contract, NodeContract):
-        raise ContractError(f"{name}/contract.yaml is not a node contract")
-    return contract
-
-
-def _policy(contract: HandlerContract) -> EffectPolicy:
-    compiled = compile_effect_policy(contract)
-    default = EffectPolicy()
-    return EffectPolicy(
-        retry=compiled.retry or RetryPolicy(max_attempts=1),
-        breaker=compiled.breaker or _DISABLED_BREAKER,
-        timeout=compiled.timeout or default.timeout,
-    )
-
-
 def load_registration_contracts(
     directory: str | os.PathLike[str] = REGISTRATION_CONTRACTS,
 ) -> Contracts:
@@ -154,38 +103,14 @@ def load_registration_contracts(
 
     Raises:
         ContractInvalid: a contract file is invalid (every problem, located).
-        ContractError: a contract is of the wrong kind, the orchestrator does not route every
-            message the workflow decides, or an effect names a handler that has no handler
-            contract.
+        ContractError: as :func:`~onex_adapters.app.load_contracts`, or the orchestrator does
+            not route every message the workflow decides.
     """
-    root = Path(directory)
-    routes = compile_routes(_node(root, _ORCHESTRATOR))
+    compiled = load_contracts(directory)
     for topic in _HANDLED:
-        if not isinstance(route_topic(routes, topic, parse_topic(topic).event_type), Plan):
+        if not isinstance(route_topic(compiled.routes, topic, parse_topic(topic).event_type), Plan):
             raise ContractError(f"{_ORCHESTRATOR}: no handler routes {topic}")
-    machine = compile_machine(_node(root, _REDUCER))
-    policies: dict[str, EffectPolicy] = {}
-    for path in sorted(root.rglob("handler_contract.yaml")):
-        handler = load(path)
-        if isinstance(handler, HandlerContract):
-            policies[handler.handler_id] = _policy(handler)
-    operations: dict[str, tuple[str, str | None]] = {}
-    for path in sorted(root.glob("*/contract.yaml")):
-        contract = load(path)
-        routing = contract.handler_routing if isinstance(contract, NodeContract) else None
-        if routing is None or routing.routing_strategy != "operation_match":
-            continue
-        for entry in routing.handlers:
-            if entry.operation is None:
-                continue
-            if entry.effective_id not in policies:
-                raise ContractError(
-                    f"{path.parent.name}: effect handler {entry.effective_id!r} of "
-                    f"{entry.operation!r} has no handler contract"
-                )
-            outcome = entry.output_events[0] if entry.output_events else None
-            operations[entry.operation] = (entry.effective_id, outcome)
-    return Contracts(routes, machine, operations, policies)
+    return compiled
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,10 +174,7 @@ def build_registration(
     reducer = registration_reducer(compiled.machine, config)
     orchestrator = RegistrationOrchestrator(reducer, config, observe=observe)
     tick_handler = RegistrationTicks(config)
-    handlers: dict[str, MessageHandler] = {}
-    for route in compiled.routes.routes:
-        handlers[route.handler_id] = tick_handler if route.pattern == RUNTIME_TICK else orchestrator
-    effects: dict[str, EffectHandler] = {
+    by_handler: dict[str, EffectHandler] = {
         "effect.service_registry": (
             ServiceRegistryEffect(registry, clock)
             if isinstance(registry, InMemoryServiceRegistry)
@@ -264,24 +186,24 @@ def build_registration(
             else _handler("storage", storage)
         ),
     }
-    bindings = []
-    for intent_type, (handler_id, outcome_topic) in sorted(compiled.operations.items()):
-        handler = effects.get(handler_id)
-        if handler is None:
+    effects: dict[str, EffectHandler] = {}
+    for intent_type, (handler_id, _) in compiled.operations.items():
+        if handler_id not in by_handler:
             raise ContractError(f"no effect handler is provided for {handler_id!r}")
-        policy = compiled.policies[handler_id]
-        bindings.append(EffectBinding(intent_type, handler, policy, outcome_topic))
-    host = RuntimeHost(
+        effects[intent_type] = by_handler[handler_id]
+    tick_routes = [r.handler_id for r in compiled.routes.routes if r.pattern == RUNTIME_TICK]
+    host = build_host(
+        compiled,
+        orchestrator=orchestrator,
+        effects=effects,
+        handlers=dict.fromkeys(tick_routes, tick_handler),
         bus=bus,
-        routes=compiled.routes,
-        handlers=handlers,
-        effects=bindings,
         projections=projections,
         idempotency=idempotency,
         clock=clock,
         ids=ids,
-        config=runtime or RuntimeConfig(name="registration"),
-        jitter=random.Random(seed),
+        runtime=runtime or RuntimeConfig(name="registration"),
+        seed=seed,
     )
     ticks = TickSource(bus, clock, ids, interval=config.tick_interval, topic=RUNTIME_TICK)
     return Registration(host, ticks, orchestrator, tick_handler, reducer, config, compiled)

@@ -1,11 +1,12 @@
 """The registration workflow's message handlers: the orchestrator, and deadline scans on ticks.
 
 :class:`RegistrationOrchestrator` handles every message about one node — introspection, effect
-outcomes, ACK commands, heartbeats and deadline checks. It reads the node's projection, lets the
-pure :func:`onex_core.registration.handle` decide (apply, replay the last message, or skip a
-duplicate), and returns two law-checked outputs: the reducer's (new state, intents, and the new
-projection, which the runtime writes *before* any effect runs) and the orchestrator's (events).
-It writes nothing itself.
+outcomes, ACK commands, heartbeats and deadline checks. It is an
+:class:`~onex_adapters.runtime.EntityOrchestrator` over the registration decision
+(:func:`onex_core.registration.decider`) and the registration projection layout: it reads the
+node's projection, applies the message, replays the last one, or skips a duplicate, and returns
+the reducer's output (new state, intents, and the new projection, which the runtime writes
+*before* any effect runs) and the orchestrator's (events). It writes nothing itself.
 
 :class:`RegistrationTicks` handles runtime ticks. It asks the projection store which nodes are
 past a deadline (``overdue``, strict ``deadline < now``) and emits one deadline-check command per
@@ -19,33 +20,29 @@ runtime retries the message with backoff (the seed's "projection query fails →
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 
-from onex_adapters.runtime import HandlerContext, Outcome
+from onex_adapters.runtime import EntityOrchestrator, HandlerContext, Outcome
+from onex_adapters.runtime.entity import Observer
 from onex_core.errors import ContentError
 from onex_core.messages import Envelope
 from onex_core.outputs import Output
 from onex_core.reducers import FsmReducer
-from onex_core.registration import Handled, RegistrationConfig, Step, deadline_checks, handle
+from onex_core.registration import RegistrationConfig, Step, deadline_checks, decider
 from onex_core.registration.orchestrator import DEADLINE_KINDS
+from onex_core.registration.projection import layout
 
 __all__ = ["Observer", "RegistrationOrchestrator", "RegistrationTicks"]
 
-Observer = Callable[[Envelope, Handled], None]
-"""Called with every message and how it was handled (for logs, demos and tests)."""
 
-
-class RegistrationOrchestrator:
+class RegistrationOrchestrator(EntityOrchestrator):
     """Handles every message about a node (see the module docstring).
 
     Args:
         reducer: the registration reducer (over the contract's machine).
-        config: timing and limits.
+        config: timing and limits, and the projection domain.
         observe: optional; told about every message handled.
     """
-
-    handler_id = "registration-orchestrator"
 
     def __init__(
         self,
@@ -54,39 +51,14 @@ class RegistrationOrchestrator:
         *,
         observe: Observer | None = None,
     ) -> None:
+        super().__init__(
+            "registration-orchestrator",
+            layout(config.domain),
+            decider(config, reducer),
+            observe=observe,
+        )
         self.reducer = reducer
         self.config = config
-        self.observe = observe
-
-    async def handle(self, envelope: Envelope, context: HandlerContext) -> Outcome:
-        """Decide ``envelope`` against the node's projection.
-
-        Raises:
-            EffectUnavailable: the projection could not be read (retried by the runtime).
-            ContentError: the message names another node than its key (dead-lettered).
-        """
-        projection = await context.projections.get(envelope.entity_id, self.config.domain)
-        record = context.record
-        handled = handle(
-            projection,
-            envelope,
-            context.now,
-            self.config,
-            self.reducer,
-            partition=f"{record.topic}:{record.partition}",
-            offset=record.offset,
-        )
-        if self.observe is not None:
-            self.observe(envelope, handled)
-        decision = handled.decision
-        if handled.kind == "duplicate" or not (decision.changed or handled.kind == "replayed"):
-            return Outcome.nothing(decision.note)
-        projections = () if handled.projection is None else (handled.projection,)
-        return Outcome.of(
-            Output.reducer(decision.state, decision.intents, projections),
-            Output.orchestrator(events=decision.events),
-            note=f"{handled.kind}: {decision.note}",
-        )
 
 
 def _datetime(value: object) -> datetime:

@@ -2,6 +2,7 @@
 
 from onex_adapters.runtime.dlq import Attempt, DeadLetter, dead_letter
 from onex_adapters.runtime.effects import EffectBinding, EffectExecutor, EffectReport
+from onex_adapters.runtime.entity import EntityOrchestrator
 from onex_adapters.runtime.handlers import HandlerContext, MessageHandler, Outcome
 from onex_adapters.runtime.host import RuntimeConfig, RuntimeHost, RuntimeStats, envelope_headers
 from onex_adapters.runtime.ids import IdSource, RandomIds, SeededIds
@@ -14,6 +15,7 @@ __all__ = [
     "EffectBinding",
     "EffectExecutor",
     "EffectReport",
+    "EntityOrchestrator",
     "HandlerContext",
     "IdSource",
     "MessageHandler",

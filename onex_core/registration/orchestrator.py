@@ -55,11 +55,11 @@ very same ids, which is what makes redelivery harmless.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
 
+from onex_core.entities import EntityDecision
 from onex_core.errors import ContentError
 from onex_core.intents import Intent
 from onex_core.messages import Envelope, derive_id
@@ -105,25 +105,9 @@ def _event_type(topic: str) -> str:
     return event_type
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """What one message changed.
-
-    Attributes:
-        state: the node's state afterwards (the very object given when nothing changed).
-        intents: effects to carry out, in order.
-        events: envelopes to publish, in order; children of the message.
-        note: what happened, or why nothing did, in a few words.
-        transitions: the transitions that fired, ``"source→target"``, in order.
-        changed: whether the state changed (when False, nothing needs writing).
-    """
-
-    state: FsmState
-    intents: tuple[Intent, ...] = ()
-    events: tuple[Envelope, ...] = ()
-    note: str = ""
-    transitions: tuple[str, ...] = ()
-    changed: bool = False
+Decision = EntityDecision
+"""What one message changed (the registration name of :class:`~onex_core.entities.EntityDecision`;
+``transitions`` lists the steps that fired)."""
 
 
 class _Run:
@@ -178,8 +162,8 @@ class _Run:
             tuple(self.intents),
             tuple(self.events),
             note,
-            tuple(self.steps),
-            self.state is not self.start,
+            changed=self.state is not self.start,
+            transitions=tuple(self.steps),
         )
 
 

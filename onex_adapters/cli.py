@@ -293,6 +293,71 @@ def _topics(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return run_topics(args, out, err)
 
 
+# --------------------------------------------------------------------------- dlq
+
+
+def _configure_dlq(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    show = actions.add_parser(
+        "show",
+        help="summarise and list the records of a dead-letter topic",
+        description="Read a dead-letter topic from the beginning to its end, without a consumer "
+        "group and without committing, and print a summary and one line per record. TLS and "
+        "SASL settings come from the ONEX_KAFKA_* variables.",
+    )
+    replay = actions.add_parser(
+        "replay",
+        help="send dead-lettered messages back to their original topics",
+        description="Read a dead-letter topic to its end and send the original key and value of "
+        "each selected record back to its original topic, each confirmed by the broker. "
+        "Truncated values, dead-letter targets, non-UTF-8 and possibly redacted values are "
+        "refused. Replayed envelopes keep their ids: effects already done are skipped.",
+    )
+    for sub in (show, replay):
+        sub.add_argument("topic", metavar="TOPIC", help="the dead-letter topic")
+        sub.add_argument("--bootstrap", metavar="HOST:PORT", help="default: $ONEX_KAFKA_BOOTSTRAP")
+        sub.add_argument(
+            "--timeout", type=float, default=60.0, metavar="S", help="for the read; default: 60"
+        )
+        sub.add_argument("--json", action="store_true", help="print a JSON report on stdout")
+    show.add_argument("--limit", type=int, default=10_000, metavar="N", help="default: 10000")
+    replay.set_defaults(limit=None)
+    replay.add_argument(
+        "--class",
+        dest="failure_classes",
+        action="append",
+        metavar="CLASS",
+        help="only this failure class (repeatable)",
+    )
+    replay.add_argument(
+        "--topic",
+        dest="original_topics",
+        action="append",
+        metavar="PATTERN",
+        help="only this original topic or pattern, e.g. 'onex.cmd.**' (repeatable)",
+    )
+    replay.add_argument("--since", metavar="TIME", help="failed at or after: ISO-8601 or 2h, 7d")
+    replay.add_argument("--until", metavar="TIME", help="failed before: ISO-8601 or 2h, 7d")
+    replay.add_argument(
+        "--correlation-id",
+        dest="correlation_ids",
+        action="append",
+        metavar="UUID",
+        help="only this conversation (repeatable)",
+    )
+    replay.add_argument("--allow-base64", action="store_true", help="send non-UTF-8 values too")
+    replay.add_argument(
+        "--allow-redacted", action="store_true", help="send values that contain '***' too"
+    )
+    replay.add_argument("--dry-run", action="store_true", help="print the plan, send nothing")
+
+
+def _dlq(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from onex_adapters.kafka.dlq_commands import run_dlq  # imported here: the kafka extra
+
+    return run_dlq(args, out, err)
+
+
 # --------------------------------------------------------------------------- the table
 
 COMMANDS: tuple[Command, ...] = (
@@ -309,6 +374,7 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command("db", "manage the PostgreSQL schema (migrate)", _configure_db, _db),
     Command("topics", "create the Kafka topics contracts name", _configure_topics, _topics),
+    Command("dlq", "inspect and replay a dead-letter topic (show, replay)", _configure_dlq, _dlq),
 )
 """Every ``onex`` subcommand, in the order ``onex --help`` lists them."""
 

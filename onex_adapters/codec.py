@@ -13,7 +13,7 @@ more than ``max_bytes``       ``too-large``          checked before any parsing;
 invalid UTF-8, BOM            ``not-utf8``           names the byte offset
 not JSON                      ``not-json``           names line and column
 duplicate key                 ``duplicate-key``      names the object's JSON pointer
-``NaN`` / ``Infinity``        ``non-finite``
+``NaN`` / ``Infinity``        ``non-finite``         also a float that overflows (``1e400``)
 integer of 4,300+ digits      ``bad-number``         the digits are never echoed
 nesting beyond ``max_depth``  ``too-deep``
 lone surrogate in a string    ``bad-string``
@@ -29,21 +29,43 @@ Every failure is a :class:`DecodeError`, a :class:`~onex_core.errors.ContentErro
 dead-letters the record at once and moves on. Messages name the field and the rule, never the
 value, because values may be secrets.
 
-Encoding is canonical (compact separators, UTF-8, no NaN) and refuses payload values JSON cannot
-carry: convert datetimes and UUIDs to strings in the handler that builds the payload.
+Encoding is canonical and refuses payload values JSON cannot carry: convert datetimes and UUIDs
+to strings in the handler that builds the payload. The canonical form is compact, UTF-8 (only
+control characters, quotes and backslashes are escaped), with the fields in a fixed order, UUIDs
+in lowercase 8-4-4-4-12 form, ``emitted_at`` in RFC 3339 with ``Z`` for UTC (an offset that is
+not whole minutes, which RFC 3339 cannot write, is kept in ISO 8601 form), and floats in their
+shortest round-tripping form. Non-finite floats, and keys that collide once converted to
+strings, are refused.
+
+**Two ways in.** Almost every record a topic carries was written by this encoder, so decoding
+tries the cheap way first: msgspec parses the record straight into an :class:`Envelope`, in C
+(UUID and datetime fields typed; NaN, overlong numbers, invalid UTF-8 and lone surrogates
+refused), and the envelope is then *re-encoded*. msgspec silently keeps the last of two
+duplicate keys and skips unknown fields, but a record that is byte for byte the canonical
+encoding of what was decoded cannot have held a duplicate or an unknown field (the re-encoding
+would be shorter), nor any other non-canonical spelling. Such a record is then only checked for
+what the parser does not know: the topic it arrived on, the schema version, the nesting depth of
+the payload, and the rules ``Envelope.__init__`` enforces (msgspec does not call it). Anything
+that fails any of this — a bad record, or a good one from another producer that spaces, orders
+or spells its JSON differently — is decoded again the careful way, with the standard library and
+every check above, which either accepts it or says precisely what is wrong. The careful way is
+the authority: the cheap way accepts only records the careful way accepts, as equal envelopes.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import threading
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, NoReturn
 from uuid import UUID, SafeUUID
 
+import msgspec
+
 from onex_core.errors import ContentError, UsageError
-from onex_core.messages import EMPTY_HEADERS, Envelope
+from onex_core.messages import EMPTY_HEADERS, MAX_ENTITY_ID_LENGTH, Envelope
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -93,21 +115,47 @@ def _pairs_to_dict(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_pairs_to_dict, parse_constant=_reject_constant)
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value - value != 0.0:  # 1e400 overflows to inf; inf - inf is nan
+        raise DecodeError("non-finite", "a number is too large for a float")
+    return value
 
 
-def _plain(value: object) -> object:
-    # Read-only mappings (MappingProxyType, frozen views) encode as objects; nothing else extra.
-    if isinstance(value, Mapping):
-        return dict(value)
-    if isinstance(value, tuple):  # pragma: no cover - the C encoder handles tuples itself
-        return list(value)
-    raise TypeError(type(value).__name__)
-
-
-_ENCODER = json.JSONEncoder(
-    ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_plain
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_pairs_to_dict, parse_constant=_reject_constant, parse_float=_finite_float
 )
+
+
+class _Wire(msgspec.Struct, gc=False):
+    """What the encoder writes: an envelope's fields in :class:`Envelope`'s own order, with the
+    payload and headers already made JSON-ready. (The decoder reads straight into an
+    :class:`Envelope`, whose field order is therefore the canonical one.)"""
+
+    envelope_id: UUID
+    topic: str
+    event_type: str
+    payload: dict[str, Any]
+    correlation_id: UUID
+    entity_id: str
+    emitted_at: datetime
+    causation_id: UUID | None
+    headers: dict[str, str]
+    schema_version: int
+
+
+# msgspec builds a dataclass without calling its __init__, so the decoder re-checks what
+# Envelope.__init__ checks (a test holds the two to the same answers).
+_envelope_decode = msgspec.json.Decoder(Envelope).decode
+_encoder = msgspec.json.Encoder()
+_wire_encode = _encoder.encode
+_encode_into = _encoder.encode_into
+# The decoder re-encodes every record it takes the cheap way into a buffer of its thread's own,
+# reused (a fresh bytes object per record costs a fifth of the check). It grows to the largest
+# record re-encoded in the thread, and its contents never leave the decoder.
+_scratch = threading.local()
+_NO_HEADERS: dict[str, str] = {}  # encoded as {}; never handed out, never mutated
+_set_headers = Envelope.__dict__["headers"].__set__
 
 _REQUIRED_STR = ("topic", "event_type", "entity_id", "emitted_at")
 
@@ -137,27 +185,34 @@ class EnvelopeCodec:
     # ------------------------------------------------------------------ encode
 
     def encode(self, envelope: Envelope) -> bytes:
-        """The canonical JSON form of ``envelope``.
+        """The canonical JSON form of ``envelope`` (see the module docstring).
 
         Raises:
-            UsageError: the payload holds a value JSON cannot carry (the handler that built it
-                must convert it), or a non-finite float.
+            UsageError: the payload or headers hold a value JSON cannot carry (the handler that
+                built it must convert it), a non-finite float, or keys that collide once
+                converted to strings.
         """
-        document = {
-            "envelope_id": str(envelope.envelope_id),
-            "topic": envelope.topic,
-            "event_type": envelope.event_type,
-            "payload": envelope.payload,
-            "correlation_id": str(envelope.correlation_id),
-            "causation_id": None if envelope.causation_id is None else str(envelope.causation_id),
-            "entity_id": envelope.entity_id,
-            "emitted_at": envelope.emitted_at.isoformat(),
-            "headers": envelope.headers,
-            "schema_version": envelope.schema_version,
-        }
         try:
-            return _ENCODER.encode(document).encode()
-        except (TypeError, ValueError) as exc:
+            payload = _json_ready(envelope.payload)
+            headers = _json_ready(envelope.headers) if envelope.headers else _NO_HEADERS
+            stamp: object = envelope.emitted_at
+            offset = envelope.emitted_at.utcoffset()
+            if offset is not None and (offset.microseconds or offset.seconds % 60):
+                stamp = envelope.emitted_at.isoformat()  # RFC 3339 offsets are whole minutes
+            wire = _Wire(
+                envelope.envelope_id,
+                envelope.topic,
+                envelope.event_type,
+                payload,
+                envelope.correlation_id,
+                envelope.entity_id,
+                stamp,  # type: ignore[arg-type]  # a datetime, or its ISO 8601 text
+                envelope.causation_id,
+                headers,
+                envelope.schema_version,
+            )
+            return _wire_encode(wire)
+        except (TypeError, ValueError, RecursionError) as exc:
             raise UsageError(
                 f"envelope {envelope.event_type!r}: payload is not JSON-serialisable "
                 f"({type(exc).__name__}: convert datetimes, UUIDs and other objects to strings, "
@@ -181,6 +236,43 @@ class EnvelopeCodec:
             raise DecodeError(
                 "too-large", f"record is {len(data)} bytes; the limit is {self.max_bytes}"
             )
+        # The cheap way: only a canonical encoding of an acceptable envelope gets through.
+        try:
+            buffer: bytearray = _scratch.buffer
+        except AttributeError:
+            buffer = _scratch.buffer = bytearray(1024)
+        try:
+            envelope = _envelope_decode(data)
+            _encode_into(envelope, buffer)
+        except Exception:  # msgspec's errors, UnicodeDecodeError, RecursionError: all declined
+            return self._decode_carefully(data, arrived_on)
+        entity_id = envelope.entity_id
+        version = envelope.schema_version
+        if (
+            buffer != data  # a duplicate key, or anything not spelled canonically
+            or (arrived_on is not None and envelope.topic != arrived_on)
+            or not 1 <= version <= self.max_schema_version
+            # what Envelope.__init__ refuses (msgspec gives a datetime a fixed-offset tzinfo
+            # or none, so "no tzinfo" is "no offset", and much cheaper to ask):
+            or envelope.emitted_at.tzinfo is None
+            or not entity_id
+            or len(entity_id) > MAX_ENTITY_ID_LENGTH
+            or not envelope.event_type
+        ):
+            return self._decode_carefully(data, arrived_on)
+        payload = envelope.payload
+        for value in payload.values():
+            if type(value) is dict or type(value) is list:
+                if not _shallow(payload, self.max_depth - 2):
+                    return self._decode_carefully(data, arrived_on)
+                break
+        if not envelope.headers:
+            _set_headers(envelope, EMPTY_HEADERS)
+        return envelope
+
+    def _decode_carefully(self, data: bytes, arrived_on: str | None) -> Envelope:
+        """The standard library's way, with every check: the authority (see the module
+        docstring)."""
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -387,6 +479,106 @@ def _check_depth(root: Any, max_depth: int) -> None:
                     )
             elif isinstance(value, float) and not math.isfinite(value):  # pragma: no cover
                 raise DecodeError("non-finite", "number is not finite", f"{pointer}/{key}")
+
+
+def _shallow(payload: Mapping[str, Any], levels: int) -> bool:
+    """Whether no container in ``payload`` lies more than ``levels`` levels below it."""
+    stack: list[tuple[Any, int]] = [(payload, 0)]
+    while stack:
+        node, depth = stack.pop()
+        for value in node.values() if type(node) is dict else node:
+            if type(value) is dict or type(value) is list:
+                if depth >= levels:
+                    return False
+                stack.append((value, depth + 1))
+    return True
+
+
+def _json_ready(value: Any) -> Any:
+    """``value`` itself when it holds only what JSON carries, in the plain types msgspec encodes
+    exactly as the standard library would; otherwise a converted copy (read-only mappings become
+    dicts, keys strings, subclasses of str, int and float their base type).
+
+    Raises:
+        TypeError: a value JSON cannot carry (a datetime, a UUID, bytes, a set, ...), or a key
+            that is not a string, number, boolean or None.
+        ValueError: a non-finite float, or two keys that collide once converted to strings.
+        RecursionError: a container that contains itself.
+    """
+    kind = type(value)
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                return _converted(value)
+            kind = type(item)
+            if kind is str or kind is int or kind is bool or item is None:
+                continue
+            if kind is float:
+                if item - item != 0.0:  # inf - inf and nan - nan are nan
+                    raise ValueError("a float is not finite")
+                continue
+            if _json_ready(item) is not item:
+                return _converted(value)
+        return value
+    if kind is list or kind is tuple:
+        for item in value:
+            kind = type(item)
+            if kind is str or kind is int or kind is bool or item is None:
+                continue
+            if kind is float:
+                if item - item != 0.0:
+                    raise ValueError("a float is not finite")
+                continue
+            if _json_ready(item) is not item:
+                return _converted(value)
+        return value
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        if value - value != 0.0:
+            raise ValueError("a float is not finite")
+        return value
+    return _converted(value)
+
+
+def _converted(value: Any) -> Any:
+    """The plain-typed copy of ``value``, converted as the standard library's encoder would."""
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("a float is not finite")
+        return float(value)
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            name = _key(key)
+            if name in out:
+                raise ValueError("two keys are the same once converted to strings")
+            out[name] = _converted(item)
+        return out
+    if isinstance(value, list | tuple):
+        return [_converted(item) for item in value]
+    raise TypeError(type(value).__name__)
+
+
+def _key(key: object) -> str:
+    # The standard library's conversions of non-string keys.
+    if isinstance(key, str):
+        return str.__str__(key)
+    if isinstance(key, float):
+        if not math.isfinite(key):
+            raise ValueError("a float key is not finite")
+        return float.__repr__(key)
+    if key is True or key is False or key is None:
+        return {True: "true", False: "false", None: "null"}[key]
+    if isinstance(key, int):
+        return int.__repr__(key)
+    raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
 
 
 def _encodable(text: str) -> bool:

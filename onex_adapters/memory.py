@@ -107,22 +107,38 @@ class InMemoryProjectionStore:
 
 
 class InMemoryIdempotencyStore:
-    """A set of ``(domain, key)`` pairs; implements the IdempotencyStore port."""
+    """A set of keys per domain; implements the IdempotencyStore port."""
 
     def __init__(self, faults: FaultScript | None = None) -> None:
-        self._done: set[tuple[str, str]] = set()
+        self._done: dict[str, set[str]] = {}
         self.faults = faults or FaultScript("idempotency")
 
+    # Both run for every intent the runtime carries out, so FaultScript.check is inlined for
+    # the usual case, nothing scripted: the call is only counted.
+
     async def seen(self, domain: str, key: str) -> bool:
-        self.faults.check()
-        return (domain, key) in self._done
+        faults = self.faults
+        if faults._pending or faults._always is not None:
+            faults.check()
+        else:
+            faults.calls += 1
+        keys = self._done.get(domain)
+        return keys is not None and key in keys
 
     async def record(self, domain: str, key: str) -> None:
-        self.faults.check()
-        self._done.add((domain, key))
+        faults = self.faults
+        if faults._pending or faults._always is not None:
+            faults.check()
+        else:
+            faults.calls += 1
+        keys = self._done.get(domain)
+        if keys is None:
+            self._done[domain] = {key}
+        else:
+            keys.add(key)
 
     def __len__(self) -> int:
-        return len(self._done)
+        return sum(len(keys) for keys in self._done.values())
 
 
 @dataclass(frozen=True)

@@ -313,7 +313,9 @@ class InMemoryBus:
         offsets: dict[TopicPartition, int] = {}
         for record in records:
             tp = (record.topic, record.partition)
-            offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+            end = record.offset + 1
+            if end > offsets.get(tp, 0):
+                offsets[tp] = end
         if not self.broker._commit(self.group, self, offsets):
             raise EffectUnavailable(
                 "commit refused for partitions no longer assigned to this consumer", backend="bus"

@@ -25,9 +25,12 @@ crash is handled again, its intents have the same ids and are skipped, its event
 ids and are harmless duplicates. Redeliveries and duplicates are normal input.
 
 **Order and concurrency.** Records with the same key (the entity id) are handled one after
-another, in order; different keys are handled concurrently by up to ``concurrency`` workers. A
-batch is finished before the next poll, so work in flight is bounded by the batch size: a slow
-effect slows the consumer down, it never grows memory.
+another, in order; different keys are handled concurrently by up to ``concurrency`` workers,
+the first of which is the polling task itself (the others start only once it waits). A batch is
+finished before the next poll, so work in flight is bounded by the batch size: a slow effect
+slows the consumer down, it never grows memory. If a worker fails (the host is stopping, the
+consumer crashed), no worker starts another record, and once the records in hand are finished
+the error propagates and the batch is left uncommitted.
 
 **Shutdown drains**: :meth:`RuntimeHost.stop` stops polling, lets the batch in hand finish
 within ``drain_timeout`` and commits it; past the deadline the batch is abandoned uncommitted
@@ -193,6 +196,17 @@ class RuntimeHost:
         self.topics = tuple(topics)
         for topic in self.topics:
             parse_topic(topic)
+        # The executor's entry that skips the report of an intent done at once (nothing but a
+        # count is needed then) — unless a subclass changed how intents are run.
+        self._run_quietly = (
+            self.effects._run if type(self.effects).run is EffectExecutor.run else None
+        )
+        # Intent types whose outcomes are announced (the executor's bindings are fixed).
+        self._announced = frozenset(
+            binding.intent_type
+            for binding in self.effects.bindings.values()
+            if binding.outcome_topic is not None
+        )
         self.stats = RuntimeStats()
         self._stopping = False
         self._started = False
@@ -273,24 +287,72 @@ class RuntimeHost:
         self.stats.polled += len(records)
         groups: dict[object, list[Record]] = {}
         for record in records:
-            key: object = record.key if record.key is not None else (record.topic, record.partition)
-            groups.setdefault(key, []).append(record)
+            key: object = record.key
+            if key is None:
+                key = (record.topic, record.partition)
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [record]
+            else:
+                group.append(record)
         if len(groups) == 1 or self.config.concurrency == 1:
-            for group in groups.values():
-                for record in group:
-                    await self._process(record)
+            await self._drain(deque(groups.values()))
         else:
-            queue = deque(groups.values())
-
-            async def worker() -> None:
-                while queue:
-                    for record in queue.popleft():
-                        await self._process(record)
-
-            workers = min(self.config.concurrency, len(groups))
-            await asyncio.gather(*(worker() for _ in range(workers)))
+            await self._work(deque(groups.values()))
         await self._commit(records)
         return len(records)
+
+    async def _work(self, queue: deque[list[Record]]) -> None:
+        """Handle the groups in ``queue``, each in order, up to ``concurrency`` at once.
+
+        This task is the first worker. The others are started only once it waits for
+        something (a callback scheduled now runs only then), and only as many as there are
+        groups left: a batch that never waits — everything in memory — needs no tasks at all.
+
+        Raises:
+            The first error a worker raised, once every worker has finished the record in its
+            hands (none starts another after an error). Cancelling this task cancels them all.
+        """
+        failures: list[BaseException] = []
+
+        async def worker() -> None:
+            try:
+                while queue and not failures:
+                    for record in queue.popleft():
+                        if failures:
+                            return
+                        await self._process(record)
+            except BaseException as exc:
+                failures.append(exc)
+                raise
+
+        helpers: list[asyncio.Task[None]] = []
+
+        def start_helpers() -> None:
+            for _ in range(min(self.config.concurrency - 1, len(queue))):
+                helpers.append(asyncio.ensure_future(worker()))
+
+        pending = asyncio.get_running_loop().call_soon(start_helpers)
+        try:
+            await worker()
+        except asyncio.CancelledError:
+            pending.cancel()
+            for helper in helpers:
+                helper.cancel()
+            raise
+        except BaseException:
+            pass  # in failures: raised below, once the others have finished their records
+        pending.cancel()
+        if helpers:
+            await asyncio.gather(*helpers, return_exceptions=True)
+        if failures:
+            raise failures[0]
+
+    async def _drain(self, queue: deque[list[Record]]) -> None:
+        """Take groups from ``queue`` until it is empty; handle each group's records in order."""
+        while queue:
+            for record in queue.popleft():
+                await self._process(record)
 
     async def _commit(self, records: Sequence[Record]) -> None:
         try:
@@ -306,6 +368,7 @@ class RuntimeHost:
     # ------------------------------------------------------------------ one record
 
     async def _process(self, record: Record) -> None:
+        """Decode, route, handle and apply one record; dead-letter it where that fails."""
         try:
             envelope = self.codec.decode(record.value, arrived_on=record.topic)
         except DecodeError as exc:
@@ -324,30 +387,58 @@ class RuntimeHost:
             )
             return
         for handler_id in verdict.handler_ids:
-            outcome = await self._handle(self.handlers[handler_id], envelope, record)
-            if outcome is None:
-                continue
+            handler = self.handlers[handler_id]
+            # The first attempt inline (it nearly always succeeds); _handle takes over a failure.
+            try:
+                outcome = await handler.handle(
+                    envelope, HandlerContext(self.clock.now(), self.projections, record)
+                )
+            except Exception as exc:  # retried, or dead-lettered, by _handle
+                retried = await self._handle(handler, envelope, record, exc)
+                if retried is None:
+                    continue
+                outcome = retried
+            outputs = outcome.outputs
+            if len(outputs) == 1:
+                output = outputs[0]
+                intents = output.intents
+                announced = self._announced
+                if (
+                    len(intents) == 1
+                    and not output.projections
+                    and not output.events
+                    and (not announced or intents[0].intent_type not in announced)
+                ):
+                    # The usual outcome, one intent and nothing else: _apply, inline.
+                    if self._run_quietly is None:
+                        report: EffectReport | None = await self.effects.run(intents[0])
+                    else:
+                        report = await self._run_quietly(intents[0], False)
+                    if report is None or report.status == "done":
+                        self.stats.effects_done += 1
+                    else:
+                        await self._settle(report, envelope, record)
+                    continue
             try:
                 await self._apply(outcome, envelope, record)
             except EffectRejected as exc:
-                # A projection the store refuses for good (a constraint, a bad value): nothing
-                # of this outcome is applied, and the envelope is dead-lettered.
+                # A projection the store refuses for good (a constraint, a bad value):
+                # nothing of this outcome is applied, and the envelope is dead-lettered.
                 await self._dead_letter(
                     record, "projection_rejected", exc, str(exc), envelope.correlation_id
                 )
         self.stats.handled += 1
 
     async def _handle(
-        self, handler: MessageHandler, envelope: Envelope, record: Record
+        self, handler: MessageHandler, envelope: Envelope, record: Record, failure: Exception
     ) -> Outcome | None:
+        """After the first attempt failed with ``failure``: retry a transient failure with
+        backoff; dead-letter a permanent one, or one that exhausted its retries (``None``)."""
         attempts: list[Attempt] = []
-        number = 0
+        number = 1
+        exc = failure
         while True:
-            number += 1
-            now = self.clock.now()
-            try:
-                return await handler.handle(envelope, HandlerContext(now, self.projections, record))
-            except EffectUnavailable as exc:
+            if isinstance(exc, EffectUnavailable):
                 attempts.append(self._attempt(number, exc))
                 delay = next_delay(
                     self.config.handler_retry, number, self._jitter.random(), exc.retry_after
@@ -364,7 +455,7 @@ class RuntimeHost:
                     )
                     return None
                 await asyncio.sleep(delay)
-            except Exception as exc:  # content errors, permanent rejections and handler bugs
+            else:  # content errors, permanent rejections and handler bugs
                 attempts.append(self._attempt(number, exc))
                 log.warning(
                     "handler %s failed on %s: %s",
@@ -381,57 +472,77 @@ class RuntimeHost:
                     attempts=attempts,
                 )
                 return None
+            number += 1
+            try:
+                return await handler.handle(
+                    envelope, HandlerContext(self.clock.now(), self.projections, record)
+                )
+            except Exception as error:
+                exc = error
 
     def _attempt(self, number: int, exc: BaseException) -> Attempt:
         return Attempt(number, self.clock.now(), type(exc).__name__, self.redactor.redact(str(exc)))
 
     async def _apply(self, outcome: Outcome, envelope: Envelope, record: Record) -> None:
+        outputs = outcome.outputs
+        if len(outputs) == 1:  # the usual case: read the one output's fields directly
+            output = outputs[0]
+            projections, intents, events = output.projections, output.intents, output.events
+        else:
+            projections, intents, events = outcome.projections, outcome.intents, outcome.events
+        stats = self.stats
         # 1. projections
-        for projection in outcome.projections:
+        for projection in projections:
             written = await self._retrying("projection write", self.projections.put, projection)
             if written:
-                self.stats.projections_written += 1
+                stats.projections_written += 1
             else:
-                self.stats.projections_stale += 1
+                stats.projections_stale += 1
         # 2. intents (one envelope's intents run concurrently)
-        intents = outcome.intents
-        reports: Sequence[EffectReport]
-        if not intents:
-            reports = ()
-        elif len(intents) == 1:
-            reports = (await self.effects.run(intents[0]),)
-        else:
-            reports = await asyncio.gather(*(self.effects.run(i) for i in intents))
         outcome_events: list[Envelope] = []
-        for report in reports:
-            if report.status == "done":
-                self.stats.effects_done += 1
-            elif report.status == "skipped":
-                self.stats.effects_skipped += 1
+        if intents:
+            reports: Sequence[EffectReport]
+            if len(intents) == 1:
+                reports = (await self.effects.run(intents[0]),)
             else:
-                self.stats.effects_failed += 1
-                await self._dead_letter(
-                    record,
-                    "effect_rejected" if report.permanent else "effect_exhausted",
-                    report.error,
-                    str(report.error),
-                    envelope.correlation_id,
-                    attempts=report.attempts,
-                    max_retries=self._max_retries(report),
-                    intent=report.intent,
-                )
-            event = self._outcome_event(report, envelope)
-            if event is not None:
-                outcome_events.append(event)
+                reports = await asyncio.gather(*(self.effects.run(i) for i in intents))
+            announced = self._announced
+            for report in reports:
+                if report.status == "done":
+                    stats.effects_done += 1
+                else:
+                    await self._settle(report, envelope, record)
+                if report.intent.intent_type in announced:
+                    event = self._outcome_event(report, envelope)
+                    if event is not None:
+                        outcome_events.append(event)
         # 3. events
-        for event in (*outcome.events, *outcome_events):
-            await self._publish(
-                event.topic,
-                self.codec.encode(event),
-                event.entity_id.encode(),
-                envelope_headers(event),
-            )
-            self.stats.events_published += 1
+        if events or outcome_events:
+            for event in (*events, *outcome_events):
+                await self._publish(
+                    event.topic,
+                    self.codec.encode(event),
+                    event.entity_id.encode(),
+                    envelope_headers(event),
+                )
+                stats.events_published += 1
+
+    async def _settle(self, report: EffectReport, envelope: Envelope, record: Record) -> None:
+        """Count an intent that was skipped or failed; dead-letter a failed one."""
+        if report.status == "skipped":
+            self.stats.effects_skipped += 1
+            return
+        self.stats.effects_failed += 1
+        await self._dead_letter(
+            record,
+            "effect_rejected" if report.permanent else "effect_exhausted",
+            report.error,
+            str(report.error),
+            envelope.correlation_id,
+            attempts=report.attempts,
+            max_retries=self._max_retries(report),
+            intent=report.intent,
+        )
 
     def _max_retries(self, report: EffectReport) -> int:
         binding = self.effects.binding(report.intent.intent_type)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -66,3 +67,24 @@ def test_secret_store_errors_name_the_key_not_the_value() -> None:
         store.read("secret/data/onex/db", "user")
     assert "hunter2" not in str(caught.value)
     assert "'user'" in str(caught.value)
+
+
+def test_idempotency_store_counts_calls_and_fails_as_scripted() -> None:
+    async def scenario() -> None:
+        store = InMemoryIdempotencyStore()
+        await store.record("a.put", "k1")
+        await store.record("b.put", "k1")
+        assert await store.seen("a.put", "k1")
+        assert not await store.seen("a.put", "k2")
+        assert len(store) == 2
+        store.faults.fail_next(1)
+        with pytest.raises(EffectUnavailable):
+            await store.seen("a.put", "k1")
+        store.faults.fail_always(permanent=True)
+        with pytest.raises(EffectRejected):
+            await store.record("a.put", "k3")
+        store.faults.heal()
+        assert not await store.seen("a.put", "k3")
+        assert store.faults.calls == 7
+
+    asyncio.run(scenario())

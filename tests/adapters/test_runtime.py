@@ -5,12 +5,25 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from collections.abc import Awaitable, Callable
 
 import pytest
 
-from onex_adapters.clock import run_virtual
+from onex_adapters.clock import LoopClock, run_virtual
 from onex_adapters.memory_bus import ConsumerCrashed, Faults, InMemoryBroker
-from onex_adapters.runtime import RuntimeConfig
+from onex_adapters.runtime import (
+    EffectBinding,
+    EffectExecutor,
+    EffectReport,
+    HandlerContext,
+    Outcome,
+    RuntimeConfig,
+    RuntimeHost,
+)
+from onex_core.intents import Intent, intent_id_for
+from onex_core.messages import Envelope
+from onex_core.outputs import Output
+from onex_core.ports import EffectResult, Record
 from onex_core.resilience import BreakerPolicy, EffectPolicy, RetryPolicy
 from tests.adapters.runtime_kit import (
     COMMAND,
@@ -18,6 +31,7 @@ from tests.adapters.runtime_kit import (
     DONE,
     OUTCOME,
     LedgerEffect,
+    World,
     command,
     make_world,
 )
@@ -209,5 +223,162 @@ def test_stop_drains_the_batch_in_hand_and_commits_it() -> None:
         assert world.host.is_draining
         assert len(world.ledger.applied) == 3
         assert world.broker.lag("things", [COMMAND]) == 0
+
+    run_virtual(scenario())
+
+
+# --------------------------------------------------------------------------- workers
+
+
+class SlowLedger(LedgerEffect):
+    """A ledger whose every application waits ``delay`` seconds first."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+        self.cancelled: list[tuple[str, int]] = []
+
+    async def execute(self, intent: Intent) -> EffectResult:
+        entry = (intent.payload["entity"], intent.payload["n"])
+        try:
+            await asyncio.sleep(self.delay)
+        except asyncio.CancelledError:
+            self.cancelled.append(entry)
+            raise
+        return await super().execute(intent)
+
+
+@pytest.mark.parametrize(("concurrency", "elapsed"), [(1, 8.0), (4, 2.0), (16, 2.0)])
+def test_entities_wait_for_their_effects_concurrently_and_in_order(
+    concurrency: int, elapsed: float
+) -> None:
+    async def scenario() -> None:
+        ledger = SlowLedger(1.0)
+        world = make_world(ledger=ledger, config=RuntimeConfig(concurrency=concurrency))
+        await world.send(*[command(entity, n) for n in range(2) for entity in "abcd"])
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        assert await world.host.run_until_idle() == 8
+        assert loop.time() - started == pytest.approx(elapsed)
+        for entity in "abcd":
+            assert [n for e, n in ledger.applied if e == entity] == [0, 1]
+        assert world.broker.lag("things", [COMMAND]) == 0
+
+    run_virtual(scenario())
+
+
+def test_after_a_worker_fails_no_record_is_started_and_the_batch_stays_uncommitted() -> None:
+    async def scenario() -> None:
+        ledger = SlowLedger(1.0)
+        world = make_world(ledger=ledger, config=RuntimeConfig(concurrency=2))
+        await world.send(*[command(entity, 1) for entity in "abcd"])
+        world.host._process = crash_on(world, 2)  # type: ignore[method-assign]
+        with pytest.raises(ConsumerCrashed):
+            await world.host.run_until_idle()
+        # The first worker finished the record in its hands; nobody started the other two.
+        assert len(ledger.applied) == 1
+        assert ledger.cancelled == []
+        assert world.broker.lag("things", [COMMAND]) == 4
+
+    run_virtual(scenario())
+
+
+def test_cancelling_the_host_cancels_every_worker() -> None:
+    async def scenario() -> None:
+        ledger = SlowLedger(10.0)
+        world = make_world(ledger=ledger, config=RuntimeConfig(concurrency=4))
+        await world.send(*[command(entity, 1) for entity in "abcd"])
+        task = asyncio.ensure_future(world.host.run_until_idle())
+        await asyncio.sleep(1.0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert sorted(ledger.cancelled) == [(entity, 1) for entity in "abcd"]
+        assert world.broker.lag("things", [COMMAND]) == 4
+
+    run_virtual(scenario())
+
+
+def crash_on(world: World, nth: int) -> Callable[[Record], Awaitable[None]]:
+    """A _process that crashes the consumer, half a second in, on the ``nth`` record."""
+    process = world.host._process
+    seen = 0
+
+    async def crashing(record: Record) -> None:
+        nonlocal seen
+        seen += 1
+        if seen == nth:
+            await asyncio.sleep(0.5)
+            raise ConsumerCrashed("killed mid-batch")
+        await process(record)
+
+    return crashing
+
+
+# --------------------------------------------------------------------------- the usual outcome
+
+
+class ReducerLike:
+    """One intent per command and nothing else: the outcome the host applies inline."""
+
+    handler_id = "things"
+
+    async def handle(self, envelope: Envelope, context: HandlerContext) -> Outcome:
+        item = Intent(
+            intent_type="ledger.apply",
+            target=f"ledger://things/{envelope.entity_id}",
+            payload={"entity": envelope.entity_id, "n": envelope.payload["n"]},
+            intent_id=intent_id_for(envelope.envelope_id, "ledger.apply", 0),
+            correlation_id=envelope.correlation_id,
+        )
+        return Outcome.of(Output.reducer({"n": envelope.payload["n"]}, (item,)))
+
+
+def test_a_lone_intent_is_counted_done_then_skipped_and_failures_still_dead_letter() -> None:
+    async def scenario() -> None:
+        world = make_world(outcome_topic=None)
+        world.host.handlers["things"] = ReducerLike()
+        await world.send(command("a", 1), command("a", 1), command("b", 1))
+        await world.host.run_until_idle()
+        stats = world.host.stats
+        assert (stats.effects_done, stats.effects_skipped, stats.effects_failed) == (2, 1, 0)
+        assert sorted(world.ledger.applied) == [("a", 1), ("b", 1)]
+        world.ledger.faults.fail_next(1, permanent=True)
+        await world.send(command("c", 1))
+        await world.host.run_until_idle()
+        assert stats.effects_failed == 1
+        [letter] = world.dead_letters()
+        assert letter["failure_class"] == "effect_rejected"
+        assert world.broker.records(OUTCOME) == []
+        assert world.broker.lag("things", [COMMAND]) == 0
+
+    run_virtual(scenario())
+
+
+def test_an_executor_that_overrides_run_is_called_through_run() -> None:
+    calls: list[Intent] = []
+
+    class Watched(EffectExecutor):
+        async def run(self, intent: Intent) -> EffectReport:
+            calls.append(intent)
+            return await super().run(intent)
+
+    async def scenario() -> None:
+        ledger = LedgerEffect()
+        world = make_world(ledger=ledger, outcome_topic=None)
+        watched = Watched([EffectBinding("ledger.apply", ledger)], world.idempotency, LoopClock())
+        host = RuntimeHost(
+            bus=world.bus,
+            routes=world.host.routes,
+            handlers={"things": ReducerLike()},
+            effects=watched,
+            projections=world.projections,
+            idempotency=world.idempotency,
+            clock=LoopClock(),
+        )
+        await world.send(command("a", 1))
+        await host.run_until_idle()
+        assert [i.payload for i in calls] == [{"entity": "a", "n": 1}]
+        assert host.stats.effects_done == 1
 
     run_virtual(scenario())

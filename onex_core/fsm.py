@@ -40,13 +40,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar, Final, Literal
 
 from onex_core.conditions import Condition, parse_condition
 from onex_core.errors import GuardError, MachineError, Problem
+from onex_core.messages import EMPTY_MAPPING
 
 __all__ = [
     "EMPTY",
@@ -68,32 +69,7 @@ WILDCARD: Final = "*"
 """The ``from_state`` of a transition that leaves every non-terminal state."""
 
 
-class _Empty(Mapping[str, Any]):
-    """The shared empty, immutable mapping: hashable, and pickles and copies as itself (a
-    ``MappingProxyType`` does neither, which made default states impossible to copy or hash)."""
-
-    __slots__ = ()
-
-    def __getitem__(self, key: str) -> Any:
-        raise KeyError(key)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
-
-    def __hash__(self) -> int:
-        return 0
-
-    def __repr__(self) -> str:
-        return "{}"
-
-    def __reduce__(self) -> str:
-        return "EMPTY"
-
-
-EMPTY: Final[Mapping[str, Any]] = _Empty()
+EMPTY: Final[Mapping[str, Any]] = EMPTY_MAPPING
 """An empty, read-only mapping: the default guard data."""
 
 

@@ -30,6 +30,7 @@ from onex_core.errors import ContentError
 
 __all__ = [
     "EMPTY_HEADERS",
+    "EMPTY_MAPPING",
     "MAX_ENTITY_ID_LENGTH",
     "Envelope",
     "causation_chain",
@@ -40,12 +41,13 @@ __all__ = [
 MAX_ENTITY_ID_LENGTH = 512
 
 
-class _EmptyHeaders(Mapping[str, str]):
-    """The shared, immutable empty header mapping; pickles and copies as itself."""
+class _Empty(Mapping[str, Any]):
+    """The one shared, immutable, empty mapping: hashable, and it pickles and copies as itself
+    (a ``MappingProxyType`` does neither)."""
 
     __slots__ = ()
 
-    def __getitem__(self, key: str) -> str:
+    def __getitem__(self, key: str) -> Any:
         raise KeyError(key)
 
     def __iter__(self) -> Iterator[str]:
@@ -54,14 +56,19 @@ class _EmptyHeaders(Mapping[str, str]):
     def __len__(self) -> int:
         return 0
 
+    def __hash__(self) -> int:
+        return 0
+
     def __repr__(self) -> str:
         return "{}"
 
     def __reduce__(self) -> str:
-        return "EMPTY_HEADERS"
+        return "EMPTY_MAPPING"
 
 
-EMPTY_HEADERS: Mapping[str, str] = _EmptyHeaders()
+EMPTY_MAPPING: Mapping[str, Any] = _Empty()
+"""The shared empty mapping, the default of every optional mapping field in the core."""
+EMPTY_HEADERS: Mapping[str, str] = EMPTY_MAPPING
 
 
 @dataclass(frozen=True, slots=True, init=False)

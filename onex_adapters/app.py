@@ -29,18 +29,28 @@ The code supplies only what a contract cannot: the decision (a
 handlers. Whatever does not match is refused before anything runs: an intent type the contracts
 route but no handler was given for, a handler given for an intent type or a route no contract
 names, an effect entry whose handler has no handler contract.
+
+Messages from the outside world — a command from a user interface, a fact from another
+system, a test's input — enter a workflow through the bus. :func:`message` builds one (its event
+type read from its topic, a new conversation), and :func:`send` publishes envelopes the way the
+host publishes its own: on their topic, keyed by entity id, with the envelope headers::
+
+    await send(bus, message(SUBMIT, {"title": "Notes"}, entity_id="doc-1", at=clock.now()))
 """
 
 from __future__ import annotations
 
 import os
 import random
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from onex_adapters.clock import Clock
+from onex_adapters.codec import EnvelopeCodec
 from onex_adapters.runtime import (
     EffectBinding,
     EntityOrchestrator,
@@ -48,6 +58,7 @@ from onex_adapters.runtime import (
     MessageHandler,
     RuntimeConfig,
     RuntimeHost,
+    envelope_headers,
 )
 from onex_contracts import (
     ContractInvalid,
@@ -62,6 +73,7 @@ from onex_core.dispatch import RouteTable, merge
 from onex_core.entities import Decide
 from onex_core.errors import ContractError, UsageError
 from onex_core.fsm import Machine
+from onex_core.messages import Envelope
 from onex_core.ports import (
     EffectHandler,
     EventBus,
@@ -70,8 +82,9 @@ from onex_core.ports import (
     port_problems,
 )
 from onex_core.resilience import BreakerPolicy, EffectPolicy, RetryPolicy
+from onex_core.topics import parse_topic
 
-__all__ = ["Contracts", "build_host", "load_contracts"]
+__all__ = ["Contracts", "build_host", "load_contracts", "message", "send"]
 
 _NEVER_OPENS: Final = BreakerPolicy(failure_threshold=2**31 - 1)
 """The breaker of a handler contract whose circuit breaker is disabled."""
@@ -87,6 +100,9 @@ class Contracts:
         operations: intent type → (effect handler id, outcome topic or None).
         policies: effect handler id → its policy (from the handler contract's descriptor).
         orchestrators: the orchestrator contracts' names, sorted.
+        topics: what a host of these contracts subscribes to: the orchestrator contracts'
+            ``event_bus.subscribe_topics`` and every topic their routes name exactly, sorted
+            (a route by pattern, ``onex.cmd.docs.*.v1``, is served by the topics subscribed).
     """
 
     routes: RouteTable
@@ -94,6 +110,7 @@ class Contracts:
     operations: Mapping[str, tuple[str, str | None]]
     policies: Mapping[str, EffectPolicy]
     orchestrators: tuple[str, ...]
+    topics: tuple[str, ...] = ()
 
     @property
     def machine(self) -> Machine:
@@ -173,12 +190,18 @@ def load_contracts(directory: str | os.PathLike[str]) -> Contracts:
             routed_by[operation] = node.name
             outcome = entry.output_events[0] if entry.output_events else None
             operations[operation] = (entry.effective_id, outcome)
+    routes = merge(*(compile_routes(node) for node in orchestrators))
+    topics = {route.pattern for route in routes.routes if route.topic_pattern.is_exact}
+    for node in orchestrators:
+        if node.event_bus is not None:
+            topics.update(node.event_bus.subscribe_topics)
     return Contracts(
-        routes=merge(*(compile_routes(node) for node in orchestrators)),
+        routes=routes,
         machines=machines,
         operations=operations,
         policies=policies,
         orchestrators=tuple(node.name for node in orchestrators),
+        topics=tuple(sorted(topics)),
     )
 
 
@@ -263,6 +286,7 @@ def build_host(
         projections=projections,
         idempotency=idempotency,
         clock=clock,
+        topics=compiled.topics or None,
         ids=ids,
         config=runtime or RuntimeConfig(name="+".join(compiled.orchestrators)),
         jitter=random.Random(seed),
@@ -279,3 +303,56 @@ def _orchestrator(orchestrator: MessageHandler | Decide, domain: str | None) -> 
     if domain is None:
         raise UsageError("build_host: a decision function needs domain= (its projection domain)")
     return EntityOrchestrator(f"{domain}-orchestrator", domain, orchestrator)
+
+
+# --------------------------------------------------------------------------- messages in
+
+
+def message(
+    topic: str,
+    payload: Mapping[str, Any],
+    *,
+    entity_id: str,
+    at: datetime,
+    message_id: uuid.UUID | None = None,
+) -> Envelope:
+    """A message that starts a conversation, for a workflow to receive.
+
+    Args:
+        topic: where it goes; its ``event_type`` is read from it (``onex.cmd.docs.submit.v1``
+            → ``docs.submit``).
+        payload: its content.
+        entity_id: the entity it is about (the partition key).
+        at: when it was emitted (timezone-aware).
+        message_id: its id, also its correlation id (default: a random one). Give a stable id
+            when the sender may send the same message again: the workflow then recognises it.
+
+    Returns:
+        The envelope, with no causation (nothing in the workflow caused it).
+
+    Raises:
+        TopicError: ``topic`` is not a valid ONEX topic.
+        ContentError: ``at`` is naive, or ``entity_id`` is empty or too long.
+    """
+    event_type = parse_topic(topic).event_type
+    envelope_id = uuid.uuid4() if message_id is None else message_id
+    return Envelope(envelope_id, topic, event_type, payload, envelope_id, entity_id, at)
+
+
+async def send(bus: EventBus, *envelopes: Envelope, codec: EnvelopeCodec | None = None) -> None:
+    """Publish ``envelopes`` in order, as the runtime host publishes its own: each on its
+    topic, keyed by its entity id (so one entity's messages stay in order), with the envelope
+    headers.
+
+    Raises:
+        UsageError: an envelope cannot be encoded (as ``EnvelopeCodec.encode``); every one is
+            encoded first, so then none is sent.
+        EffectUnavailable: the bus could not take one; those before it were sent, it and those
+            after it were not (sending them all again is safe: the ids are the same).
+    """
+    encoder = codec or EnvelopeCodec()
+    records = [
+        (envelope, encoder.encode(envelope), envelope_headers(envelope)) for envelope in envelopes
+    ]
+    for envelope, value, headers in records:
+        await bus.publish(envelope.topic, value, key=envelope.entity_id.encode(), headers=headers)

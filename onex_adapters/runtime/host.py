@@ -568,8 +568,11 @@ class RuntimeHost:
             payload["permanent"] = report.permanent
             payload["error_type"] = type(report.error).__name__
             payload["reason"] = self.redactor.redact(str(report.error), limit=200)
+        # The id says which outcome this is: a redelivered intent reports its outcome again with
+        # the same id (a harmless duplicate), but an intent that failed and later succeeded
+        # reports a *different* event, which must not be taken for a duplicate of the failure.
         return Envelope(
-            envelope_id=derive_id(intent.intent_id, f"{topic.event_type}:0"),
+            envelope_id=derive_id(intent.intent_id, f"{topic.event_type}:{0 if report.ok else 1}"),
             topic=binding.outcome_topic,
             event_type=topic.event_type,
             payload=payload,

@@ -382,3 +382,40 @@ def test_an_executor_that_overrides_run_is_called_through_run() -> None:
         assert host.stats.effects_done == 1
 
     run_virtual(scenario())
+
+
+def test_an_intent_that_failed_then_succeeded_reports_two_distinct_outcomes() -> None:
+    async def scenario() -> None:
+        broker = InMemoryBroker(partitions=1)
+        ledger = LedgerEffect()
+        ledger.faults.fail_next(3)  # the first delivery exhausts its attempts
+        world = make_world(broker=broker, ledger=ledger, faults=Faults(crash_on_commit=1))
+        await world.send(command("a", 1))
+        with pytest.raises(ConsumerCrashed):
+            await world.host.run_until_idle()
+        # Redelivered after the crash: the same intent now succeeds.
+        restarted = make_world(broker=broker, ledger=ledger, idempotency=world.idempotency)
+        await restarted.host.run_until_idle()
+        outcomes = [json.loads(r.value) for r in broker.records(OUTCOME)]
+        assert [o["payload"]["ok"] for o in outcomes] == [False, True]
+        assert outcomes[0]["envelope_id"] != outcomes[1]["envelope_id"]
+        assert ledger.applied == [("a", 1)]
+
+    run_virtual(scenario())
+
+
+def test_a_redelivered_outcome_keeps_its_id() -> None:
+    async def scenario() -> None:
+        broker = InMemoryBroker(partitions=1)
+        ledger = LedgerEffect()
+        world = make_world(broker=broker, ledger=ledger, faults=Faults(crash_on_commit=1))
+        await world.send(command("a", 1))
+        with pytest.raises(ConsumerCrashed):
+            await world.host.run_until_idle()
+        restarted = make_world(broker=broker, ledger=ledger, idempotency=world.idempotency)
+        await restarted.host.run_until_idle()
+        outcomes = [json.loads(r.value) for r in broker.records(OUTCOME)]
+        assert [o["payload"]["status"] for o in outcomes] == ["done", "skipped"]
+        assert outcomes[0]["envelope_id"] == outcomes[1]["envelope_id"]
+
+    run_virtual(scenario())

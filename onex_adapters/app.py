@@ -219,6 +219,7 @@ def build_host(
     ids: IdSource | None = None,
     runtime: RuntimeConfig | None = None,
     seed: int = 0,
+    handler_configs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> RuntimeHost:
     """Wire a workflow's contracts, decision and effect handlers on the given adapters.
 
@@ -238,16 +239,20 @@ def build_host(
         ids: ids for messages the runtime originates (default: random).
         runtime: the host's configuration (default: named after the orchestrator contracts).
         seed: seeds the backoff jitter.
+        handler_configs: what the host passes to each effect handler's ``initialize`` when it
+            starts, by ``handler_type`` (default ``{}``: a handler built ready ignores it).
 
     Returns:
-        The :class:`~onex_adapters.runtime.RuntimeHost`; nothing has started.
+        The :class:`~onex_adapters.runtime.RuntimeHost`; nothing has started (its
+        :meth:`~onex_adapters.runtime.RuntimeHost.start` initializes the effect handlers).
 
     Raises:
         ContractInvalid, ContractError: as :func:`load_contracts`; or an intent type the
             contracts route has no handler in ``effects``, an ``effects`` key is an intent type
             no effect contract routes, or a ``handlers`` key is a handler id no route names.
         UsageError: an effect handler does not satisfy the effect-handler port; a decision
-            came without ``domain``, or a handler with one.
+            came without ``domain``, or a handler with one; ``handler_configs`` names a handler
+            type no effect handler has.
     """
     compiled = contracts if isinstance(contracts, Contracts) else load_contracts(contracts)
     extra = sorted(set(handlers or ()) - set(compiled.routes.handler_ids))
@@ -290,6 +295,7 @@ def build_host(
         ids=ids,
         config=runtime or RuntimeConfig(name="+".join(compiled.orchestrators)),
         jitter=random.Random(seed),
+        handler_configs=handler_configs,
     )
 
 

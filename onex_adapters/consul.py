@@ -387,10 +387,17 @@ class ConsulServiceRegistry:
     async def initialize(self, config: Mapping[str, Any]) -> None:
         """Build the client from ``config``. Does not contact the agent.
 
+        An empty ``config`` on a handler already initialized is a no-op, so a runtime host
+        that initializes every handler it runs (with ``{}`` unless configured) can run one
+        its caller built ready.
+
         Raises:
-            UsageError: the configuration is invalid, or the handler is already initialized.
+            UsageError: the configuration is invalid, or a non-empty ``config`` came for a
+                handler already initialized (the live client is kept).
         """
         if self._agent is not None:
+            if not config:
+                return
             raise UsageError("consul handler is already initialized")
         settings = (
             config if isinstance(config, ConsulSettings) else ConsulSettings.from_config(config)

@@ -101,7 +101,8 @@ def machine_findings(section: StateMachine) -> tuple[Machine | None, list[Findin
             trigger=t.trigger,
             priority=t.priority,
             conditions=tuple(
-                GuardSpec(c.expression, c.required, c.condition_name) for c in t.conditions
+                GuardSpec(c.expression, c.required, c.condition_name, c.error_message)
+                for c in t.conditions
             ),
             actions=tuple(a.action_name for a in t.actions),
             name=t.transition_name,

@@ -32,6 +32,9 @@ decide the message once more, exactly as the first time:
   decided again, like a new one, so choose the window larger than any redelivery distance
   the bus can produce (a batch, the messages since the last commit).
 
+Whether a decision changed the state is its ``changed`` flag, or — left out — whether its state
+differs from the one it was given: forgetting the flag cannot lose a transition.
+
 A message whose decision changed nothing is **unchanged**: it is not recorded, because deciding
 it again is either another no-op or — for a deadline check that arrives once more after the
 deadline really passed — the right decision at the later time. Its events (a refusal, say) are
@@ -51,6 +54,7 @@ Everything here is pure: time comes in as ``now``, ids come with the message.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -93,7 +97,12 @@ class EntityDecision:
         intents: effects to carry out, in order; their ids derive from the message's id.
         events: envelopes to publish, in order; children of the message.
         note: what happened, or why nothing did, in a few words (for logs).
-        changed: whether the state changed; when False, nothing is written.
+        changed: whether the state changed — True: write it; False: write nothing (the intents
+            still run and the events still go out); None (the default): compare ``state``
+            with the state the decision was given, and write it when they differ. For an
+            entity not known yet (given None), a bare ``FsmState(name)`` — no sequence, attempt
+            or data — counts as unchanged. :func:`apply_to_projection` hands back the decision
+            with ``changed`` resolved to True or False.
         transitions: the transitions that fired, ``"source→target"``, in order (optional).
     """
 
@@ -101,8 +110,16 @@ class EntityDecision:
     intents: tuple[Intent, ...] = ()
     events: tuple[Envelope, ...] = ()
     note: str = ""
-    changed: bool = False
+    changed: bool | None = None
     transitions: tuple[str, ...] = ()
+
+    def resolved(self, before: FsmState | None) -> EntityDecision:
+        """This decision with ``changed`` decided: kept when given, otherwise whether
+        ``state`` differs from ``before`` (None: from a bare ``FsmState(state.name)``)."""
+        if self.changed is not None:
+            return self
+        baseline = before if before is not None else FsmState(self.state.name)
+        return dataclasses.replace(self, changed=self.state != baseline)
 
 
 class Decide(Protocol):
@@ -128,7 +145,8 @@ class Handled:
             that produced the stored projection, decided again: same outputs, nothing written),
             ``duplicate`` (applied recently: nothing at all) or ``unchanged`` (decided; the
             state did not change, nothing written; the decision's events still go out).
-        decision: the decision (for a duplicate: the stored state, and nothing to do).
+        decision: the decision, with ``changed`` resolved to True or False (for a duplicate:
+            the stored state, and nothing to do).
         projection: the projection to write, for ``applied``; otherwise None.
     """
 
@@ -327,14 +345,16 @@ def apply_to_projection(
     if projection is not None:
         if projection.event_id == envelope_id:
             at = projection.updated_at or now
-            decision = decide(layout.previous_state(projection), envelope, at)
+            previous = layout.previous_state(projection)
+            decision = decide(previous, envelope, at).resolved(previous)
             return Handled("replayed", decision, None)
         if layout.recently_applied(projection, envelope_id):
             state = layout.state_of(projection)
             assert state is not None
-            return Handled("duplicate", EntityDecision(state, note="already applied"), None)
+            duplicate = EntityDecision(state, note="already applied", changed=False)
+            return Handled("duplicate", duplicate, None)
     before = layout.state_of(projection)
-    decision = decide(before, envelope, now)
+    decision = decide(before, envelope, now).resolved(before)
     if not decision.changed:
         return Handled("unchanged", decision, None)
     written = _write(

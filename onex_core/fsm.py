@@ -94,12 +94,14 @@ class GuardSpec:
     """One guard as declared: a condition expression (see :mod:`onex_core.conditions`).
 
     ``required=False`` makes it advisory: reported when it fails, never blocking. ``name``
-    defaults to the expression.
+    defaults to the expression. ``message``, when given, is the human sentence a refusal
+    carries (see :attr:`Rejected.failed_messages`).
     """
 
     expression: str
     required: bool = True
     name: str | None = None
+    message: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,12 +123,13 @@ class TransitionSpec:
 
 @dataclass(frozen=True, slots=True)
 class Guard:
-    """A compiled guard: its name (the expression unless named), condition and whether it
-    blocks."""
+    """A compiled guard: its name (the expression unless named), condition, whether it
+    blocks, and the human message a refusal carries (``None`` when none was declared)."""
 
     name: str
     condition: Condition
     required: bool = True
+    message: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +179,9 @@ class Fired:
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """Nothing fired; the state stays ``state``. ``failed_guards`` names, for a guard rejection,
-    every required guard that failed across all candidate transitions, in candidate order."""
+    every required guard that failed across all candidate transitions, in candidate order;
+    ``failed_messages`` holds the declared messages of those guards (only the guards that have
+    one, without repeats, in the same order)."""
 
     ok: ClassVar[Literal[False]] = False
 
@@ -184,6 +189,7 @@ class Rejected:
     trigger: str
     reason: RejectReason
     failed_guards: tuple[str, ...] = ()
+    failed_messages: tuple[str, ...] = ()
 
     @property
     def message(self) -> str:
@@ -194,10 +200,11 @@ class Rejected:
             return f"state {self.state!r} is terminal; trigger {self.trigger!r} ignored"
         if self.reason is RejectReason.NO_TRANSITION:
             return f"no transition from state {self.state!r} on trigger {self.trigger!r}"
-        return (
-            f"trigger {self.trigger!r} in state {self.state!r} blocked by failed guards: "
-            + ", ".join(self.failed_guards)
-        )
+        blocked = f"trigger {self.trigger!r} in state {self.state!r} blocked"
+        guards = ", ".join(self.failed_guards)
+        if self.failed_messages:
+            return f"{blocked}: {'; '.join(self.failed_messages)} (failed guards: {guards})"
+        return f"{blocked} by failed guards: {guards}"
 
 
 _Check = Callable[[Mapping[str, Any]], bool]
@@ -295,11 +302,14 @@ def _guard_rejection(
     state: str, trigger: str, candidates: tuple[_Candidate, ...], data: Mapping[str, Any]
 ) -> Rejected:
     failed: dict[str, None] = {}
+    messages: dict[str, None] = {}
     for _, _, _, transition in candidates:
         for guard in transition.guards:
             if guard.required and not guard.condition.evaluate(data):
                 failed[guard.name] = None
-    return Rejected(state, trigger, RejectReason.GUARD_FAILED, tuple(failed))
+                if guard.message is not None:
+                    messages[guard.message] = None
+    return Rejected(state, trigger, RejectReason.GUARD_FAILED, tuple(failed), tuple(messages))
 
 
 # --------------------------------------------------------------------------- building
@@ -495,13 +505,25 @@ def _compile_transition(
                 "name",
             )
             ok = False
+        if guard.message is not None and not _is_name(guard.message):
+            problem(
+                "a guard message must be a non-empty string when given",
+                "transitions",
+                j,
+                "conditions",
+                k,
+                "message",
+            )
+            ok = False
         try:
             condition = parse_condition(guard.expression)
         except GuardError as exc:
             problem(exc.message, "transitions", j, "conditions", k)
             ok = False
             continue
-        guards.append(Guard(guard.name or guard.expression, condition, bool(guard.required)))
+        guards.append(
+            Guard(guard.name or guard.expression, condition, bool(guard.required), guard.message)
+        )
     for k, action in enumerate(spec.actions):
         if not _is_name(action):
             problem("an action name must be a non-empty string", "transitions", j, "actions", k)

@@ -32,6 +32,11 @@ slows the consumer down, it never grows memory. If a worker fails (the host is s
 consumer crashed), no worker starts another record, and once the records in hand are finished
 the error propagates and the batch is left uncommitted.
 
+**The host owns the effect handlers' lifecycle**: :meth:`RuntimeHost.start` awaits each distinct
+handler's ``initialize`` (with its entry of ``handler_configs``, else ``{}``) before it
+subscribes, and :meth:`RuntimeHost.stop` awaits each one's ``shutdown``. A handler built
+already configured must therefore accept ``initialize({})`` as a no-op.
+
 **Shutdown drains**: :meth:`RuntimeHost.stop` stops polling, lets the batch in hand finish
 within ``drain_timeout`` and commits it; past the deadline the batch is abandoned uncommitted
 (it will be redelivered). Then effect handlers are shut down and the bus is closed.
@@ -62,7 +67,7 @@ from onex_adapters.runtime.ids import IdSource, RandomIds
 from onex_core.dispatch import RouteTable, Unroutable, route
 from onex_core.errors import EffectRejected, EffectUnavailable, UsageError
 from onex_core.messages import Envelope, derive_id
-from onex_core.ports import EventBus, IdempotencyStore, ProjectionStore, Record
+from onex_core.ports import EffectHandler, EventBus, IdempotencyStore, ProjectionStore, Record
 from onex_core.resilience import RetryPolicy, next_delay
 from onex_core.topics import dlq_topic_for, parse_topic
 
@@ -154,6 +159,12 @@ class RuntimeHost:
         ids: the id source for messages the host originates.
         codec: the envelope codec.
         jitter: the random source for backoff jitter.
+        handler_configs: the ``initialize`` configuration of the effect handlers, by
+            ``handler_type`` (default: ``{}`` for each). It may hold secrets: never logged.
+
+    Raises:
+        UsageError: a route names a handler id not in ``handlers``, or ``handler_configs``
+            names a handler type no effect handler has.
     """
 
     def __init__(
@@ -172,6 +183,7 @@ class RuntimeHost:
         config: RuntimeConfig | None = None,
         redactor: Redactor = REDACTOR,
         jitter: random.Random | None = None,
+        handler_configs: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         missing = sorted(set(routes.handler_ids) - set(handlers))
         if missing:
@@ -207,6 +219,20 @@ class RuntimeHost:
             for binding in self.effects.bindings.values()
             if binding.outcome_topic is not None
         )
+        # Each distinct effect handler once, in binding order (one handler may serve several
+        # intent types).
+        self._effect_handlers = tuple(
+            {id(b.handler): b.handler for b in self.effects.bindings.values()}.values()
+        )
+        self._handler_configs = dict(handler_configs or {})
+        unknown = sorted(
+            set(self._handler_configs) - {h.handler_type for h in self._effect_handlers}
+        )
+        if unknown:
+            raise UsageError(
+                "handler_configs names handler types no effect handler has: "
+                + ", ".join(map(repr, unknown))
+            )
         self.stats = RuntimeStats()
         self._stopping = False
         self._started = False
@@ -215,10 +241,36 @@ class RuntimeHost:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Subscribe to the topics. Called by :meth:`run` and :meth:`run_until_idle`."""
-        if not self._started:
-            self._started = True
-            await self.bus.subscribe(self.topics)
+        """Initialize each distinct effect handler once, then subscribe to the topics. Called
+        by :meth:`run` and :meth:`run_until_idle`; a second call does nothing.
+
+        Raises:
+            Exception: whatever a handler's ``initialize`` raised, with a note naming the
+                handler type. The handlers initialized before it have been shut down again,
+                nothing was subscribed, and the host is not started.
+        """
+        if self._started:
+            return
+        self._started = True
+        ready: list[EffectHandler] = []
+        for handler in self._effect_handlers:
+            try:
+                await handler.initialize(self._handler_configs.get(handler.handler_type, {}))
+            except BaseException as exc:
+                self._started = False
+                log.error(
+                    "effect handler %r failed to initialize; the host is not started: %s",
+                    handler.handler_type,
+                    self.redactor.redact_error(exc),
+                )
+                await self._shut_down(ready)
+                exc.add_note(
+                    f"while the runtime host initialized effect handler {handler.handler_type!r}"
+                    "; the host did not start"
+                )
+                raise
+            ready.append(handler)
+        await self.bus.subscribe(self.topics)
 
     async def run(self) -> None:
         """Poll and handle batches until :meth:`stop` is called."""
@@ -247,12 +299,20 @@ class RuntimeHost:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        for binding in self.effects.bindings.values():
-            try:
-                await binding.handler.shutdown(self.config.drain_timeout)
-            except Exception as exc:  # shutdown must go on for the others
-                log.warning("effect handler shutdown failed: %s", self.redactor.redact_error(exc))
+        await self._shut_down(self._effect_handlers)
         await self.bus.close()
+
+    async def _shut_down(self, handlers: Sequence[EffectHandler]) -> None:
+        """Shut each handler down, latest first; one failing does not stop the others."""
+        for handler in reversed(handlers):
+            try:
+                await handler.shutdown(self.config.drain_timeout)
+            except Exception as exc:  # shutdown must go on for the others
+                log.warning(
+                    "effect handler %r shutdown failed: %s",
+                    handler.handler_type,
+                    self.redactor.redact_error(exc),
+                )
 
     @property
     def is_draining(self) -> bool:

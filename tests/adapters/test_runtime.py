@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 import pytest
 
 from onex_adapters.clock import LoopClock, run_virtual
-from onex_adapters.memory_bus import ConsumerCrashed, Faults, InMemoryBroker
+from onex_adapters.memory import InMemoryIdempotencyStore, InMemoryProjectionStore
+from onex_adapters.memory_bus import ConsumerCrashed, Faults, InMemoryBroker, InMemoryBus
 from onex_adapters.runtime import (
     EffectBinding,
     EffectExecutor,
@@ -20,6 +22,8 @@ from onex_adapters.runtime import (
     RuntimeConfig,
     RuntimeHost,
 )
+from onex_core.dispatch import Route, RouteTable
+from onex_core.errors import EffectUnavailable, UsageError
 from onex_core.intents import Intent, intent_id_for
 from onex_core.messages import Envelope
 from onex_core.outputs import Output
@@ -31,6 +35,7 @@ from tests.adapters.runtime_kit import (
     DONE,
     OUTCOME,
     LedgerEffect,
+    ThingHandler,
     World,
     command,
     make_world,
@@ -417,5 +422,156 @@ def test_a_redelivered_outcome_keeps_its_id() -> None:
         outcomes = [json.loads(r.value) for r in broker.records(OUTCOME)]
         assert [o["payload"]["status"] for o in outcomes] == ["done", "skipped"]
         assert outcomes[0]["envelope_id"] == outcomes[1]["envelope_id"]
+
+    run_virtual(scenario())
+
+
+# --------------------------------------------------------------------------- handler lifecycle
+
+
+class Lifecycle(LedgerEffect):
+    """A ledger that records its lifecycle calls in a shared log; ``refuse`` fails initialize."""
+
+    def __init__(self, name: str, log: list[tuple[str, ...]], *, refuse: bool = False) -> None:
+        super().__init__(handler_type=name)
+        self.log = log
+        self.refuse = refuse
+
+    async def initialize(self, config: Mapping[str, Any]) -> None:
+        self.log.append(("initialize", self.handler_type, json.dumps(dict(config))))
+        if self.refuse:
+            raise EffectUnavailable("backend unreachable", backend=self.handler_type)
+
+    async def shutdown(self, timeout: float = 30.0) -> None:
+        self.log.append(("shutdown", self.handler_type))
+
+
+class LoggedBus(InMemoryBus):
+    def __init__(self, broker: InMemoryBroker, log: list[tuple[str, ...]]) -> None:
+        super().__init__(broker, group="things")
+        self.log = log
+
+    async def subscribe(self, topics: Sequence[str]) -> None:
+        self.log.append(("subscribe",))
+        await super().subscribe(topics)
+
+
+def lifecycle_host(
+    log: list[tuple[str, ...]],
+    handlers: Sequence[Lifecycle],
+    configs: Mapping[str, Mapping[str, Any]] | None = None,
+) -> RuntimeHost:
+    # The first handler serves two intent types: it is still one handler to initialize.
+    bindings = [
+        EffectBinding("ledger.apply", handlers[0]),
+        EffectBinding("ledger.undo", handlers[0]),
+    ]
+    bindings += [EffectBinding(f"{h.handler_type}.apply", h) for h in handlers[1:]]
+    return RuntimeHost(
+        bus=LoggedBus(InMemoryBroker(partitions=1), log),
+        routes=RouteTable((Route.to("things", COMMAND),), dlq_topic=DLQ),
+        handlers={"things": ThingHandler()},
+        effects=bindings,
+        projections=InMemoryProjectionStore(),
+        idempotency=InMemoryIdempotencyStore(),
+        clock=LoopClock(),
+        config=RuntimeConfig(name="things"),
+        handler_configs=configs,
+    )
+
+
+def test_start_initializes_each_handler_once_before_subscribing_and_stop_shuts_each_down() -> None:
+    async def scenario() -> None:
+        log: list[tuple[str, ...]] = []
+        host = lifecycle_host(
+            log, [Lifecycle("ledger", log), Lifecycle("mail", log)], {"mail": {"relay": "x"}}
+        )
+        await host.start()
+        await host.start()  # a second start does nothing
+        assert log == [
+            ("initialize", "ledger", "{}"),
+            ("initialize", "mail", '{"relay": "x"}'),
+            ("subscribe",),
+        ]
+        log.clear()
+        await host.stop()
+        assert log == [("shutdown", "mail"), ("shutdown", "ledger")]
+
+    run_virtual(scenario())
+
+
+def test_a_failing_initialize_stops_the_start_and_shuts_down_those_already_initialized() -> None:
+    async def scenario() -> None:
+        log: list[tuple[str, ...]] = []
+        handlers = [Lifecycle("ledger", log), Lifecycle("mail", log, refuse=True)]
+        host = lifecycle_host(log, [*handlers, Lifecycle("sms", log)])
+        with pytest.raises(EffectUnavailable) as caught:
+            await host.start()
+        assert any("'mail'" in note for note in caught.value.__notes__)
+        assert log == [
+            ("initialize", "ledger", "{}"),
+            ("initialize", "mail", "{}"),
+            ("shutdown", "ledger"),
+        ]
+
+    run_virtual(scenario())
+
+
+def test_handler_configs_for_no_handler_is_a_usage_error() -> None:
+    log: list[tuple[str, ...]] = []
+    with pytest.raises(UsageError, match="'mial'"):
+        lifecycle_host(log, [Lifecycle("ledger", log)], {"mial": {}})
+
+
+def test_a_consul_handler_built_ready_survives_the_hosts_initialize() -> None:
+    from onex_adapters.consul import ConsulServiceRegistry
+
+    async def scenario() -> None:
+        consul = ConsulServiceRegistry()
+        await consul.initialize({"url": "http://127.0.0.1:8500"})  # the caller configured it
+        log: list[tuple[str, ...]] = []
+        host = lifecycle_host(log, [Lifecycle("ledger", log)])
+        host = RuntimeHost(
+            bus=host.bus,
+            routes=host.routes,
+            handlers=host.handlers,
+            effects=[EffectBinding("consul.register", consul)],
+            projections=host.projections,
+            idempotency=InMemoryIdempotencyStore(),
+            clock=LoopClock(),
+        )
+        await host.start()  # initialize({}) on a ready handler: a no-op, not an error
+        with pytest.raises(UsageError, match="already initialized"):
+            await consul.initialize({"url": "http://127.0.0.1:8501"})  # a new config still is
+        await host.stop()
+        with pytest.raises(UsageError, match="shut down"):
+            await consul.deregister("a")
+
+    run_virtual(scenario())
+
+
+def test_an_unconfigured_consul_handler_stops_the_start_with_its_config_error() -> None:
+    from onex_adapters.consul import ConsulServiceRegistry
+
+    async def scenario() -> None:
+        log: list[tuple[str, ...]] = []
+        first = Lifecycle("ledger", log)
+        host = lifecycle_host(log, [first])
+        host = RuntimeHost(
+            bus=host.bus,
+            routes=host.routes,
+            handlers=host.handlers,
+            effects=[
+                EffectBinding("ledger.apply", first),
+                EffectBinding("consul.register", ConsulServiceRegistry()),
+            ],
+            projections=host.projections,
+            idempotency=InMemoryIdempotencyStore(),
+            clock=LoopClock(),
+        )
+        with pytest.raises(UsageError, match="url is required") as caught:
+            await host.start()
+        assert any("'consul'" in note for note in caught.value.__notes__)
+        assert log == [("initialize", "ledger", "{}"), ("shutdown", "ledger")]
 
     run_virtual(scenario())

@@ -43,6 +43,23 @@ def test_a_machine_compiles_with_its_guards() -> None:
     assert machine.spec("open").timeout_ms == 5000
 
 
+def test_a_condition_error_message_reaches_the_rejection() -> None:
+    text = edit(
+        REDUCER,
+        "        - expression: state.jammed is_false\n",
+        "        - expression: state.jammed is_false\n"
+        "          error_message: the door is jammed\n",
+    )
+    machine = compile_machine(_node(text))
+    jammed = fire(machine, "closed", "push", {"state": {"jammed": True}})
+    assert isinstance(jammed, Rejected)
+    assert jammed.failed_messages == ("the door is jammed",)
+    assert "the door is jammed" in jammed.message
+    silent = fire(compile_machine(_node(REDUCER)), "closed", "push", {"state": {"jammed": True}})
+    assert isinstance(silent, Rejected)
+    assert silent.failed_messages == ()
+
+
 def test_a_machine_compiles_from_its_section_alone() -> None:
     section = _node(REDUCER).state_machine
     assert section is not None

@@ -145,7 +145,7 @@ def test_a_recent_message_again_is_a_duplicate_and_changes_nothing() -> None:
     assert handled.projection is None
     stored = COUNTS.state_of(projection)
     assert stored is not None
-    assert handled.decision == EntityDecision(stored, note="already applied")
+    assert handled.decision == EntityDecision(stored, note="already applied", changed=False)
 
 
 def test_a_message_older_than_the_window_is_decided_again() -> None:
@@ -169,6 +169,67 @@ def test_an_unchanged_decision_records_nothing_and_is_decided_again_next_time() 
             assert handled.kind == "unchanged"
             assert handled.projection is None
             assert len(handled.decision.events) == events  # a refusal still goes out
+
+
+STORED = FsmState("counting", 0, 0, {"count": 2})
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "changed", "kind"),
+    [
+        # left out: derived by comparing the new state with the one decided from
+        (STORED, FsmState("counting", 1, 0, {"count": 3}), None, "applied"),
+        (STORED, FsmState("done", 0, 0, {"count": 2}), None, "applied"),
+        (STORED, FsmState("counting", 0, 0, {"count": 2}), None, "unchanged"),
+        (None, FsmState("idle"), None, "unchanged"),  # a bare state for an unknown entity
+        (None, FsmState("idle", data={"count": 1}), None, "applied"),
+        (None, FsmState("idle", 0), None, "applied"),
+        # given: always obeyed
+        (STORED, FsmState("counting", 1, 0, {"count": 3}), False, "unchanged"),
+        (STORED, FsmState("counting", 0, 0, {"count": 2}), True, "applied"),
+        (None, FsmState("idle"), True, "applied"),
+    ],
+)
+def test_changed_is_derived_from_the_states_unless_given(
+    before: FsmState | None, after: FsmState, changed: bool | None, kind: str
+) -> None:
+    intent = Intent(
+        intent_type="ledger.add",
+        target=make_target("ledger", "counts", "c-1"),
+        payload={},
+        intent_id=uuid.uuid5(NS, "intent"),
+        correlation_id=NS,
+    )
+
+    def decide(state: FsmState | None, envelope: Envelope, now: datetime) -> EntityDecision:
+        assert state == before
+        return EntityDecision(after, (intent,), changed=changed)
+
+    projection = None
+    if before is not None:
+        projection = COUNTS.to_projection(
+            before, entity_id="c-1", envelope_id=uuid.uuid5(NS, "first"), now=T0, previous=None
+        )
+    handled = apply_to_projection(projection, add(1, 1), T0, decide, layout=COUNTS)
+    assert handled.kind == kind
+    assert handled.decision.changed is (kind == "applied")  # resolved to a bool
+    assert handled.decision.intents == (intent,)  # run either way
+    assert (handled.projection is not None) == (kind == "applied")
+    if handled.projection is not None:
+        assert COUNTS.state_of(handled.projection) == after
+
+
+def test_a_replay_resolves_changed_against_the_previous_state() -> None:
+    def decide(state: FsmState | None, envelope: Envelope, now: datetime) -> EntityDecision:
+        before = state or FsmState("idle")
+        return EntityDecision(FsmState("counting", before.sequence + 1, 0, {"count": 1}))
+
+    first = apply_to_projection(None, add(1, 1), T0, decide, layout=COUNTS)
+    assert first.kind == "applied"
+    again = apply_to_projection(first.projection, add(1, 1), T0, decide, layout=COUNTS)
+    assert again.kind == "replayed"
+    assert again.decision == first.decision
+    assert again.decision.changed is True
 
 
 def test_what_decide_raises_comes_out_and_nothing_is_returned_to_write() -> None:

@@ -184,6 +184,50 @@ def test_a_guard_rejection_names_every_failed_required_guard() -> None:
     )
 
 
+def test_a_guard_rejection_carries_the_declared_messages_of_the_failed_guards() -> None:
+    machine = build_machine(
+        "m",
+        "a",
+        [StateSpec("a"), StateSpec("b")],
+        [
+            T(
+                "a",
+                "b",
+                "go",
+                priority=1,
+                conditions=(
+                    GuardSpec("x exists", message="x is missing"),
+                    GuardSpec("y exists"),
+                    GuardSpec("z exists", required=False, message="advisory, never reported"),
+                ),
+            ),
+            T(
+                "a",
+                "b",
+                "go",
+                conditions=(
+                    GuardSpec("x exists", message="x is missing"),
+                    GuardSpec("w == 1"),
+                ),
+            ),
+        ],
+    )
+    result = fire(machine, "a", "go", {})
+    assert isinstance(result, Rejected)
+    assert result.failed_guards == ("x exists", "y exists", "w == 1")
+    assert result.failed_messages == ("x is missing",)  # once, though it failed in both
+    assert result.message == (
+        "trigger 'go' in state 'a' blocked: x is missing "
+        "(failed guards: x exists, y exists, w == 1)"
+    )
+    no_message = fire(machine, "a", "go", {"x": 1, "w": 0})
+    assert isinstance(no_message, Rejected)
+    assert no_message.failed_messages == ()
+    assert (
+        no_message.message == "trigger 'go' in state 'a' blocked by failed guards: y exists, w == 1"
+    )
+
+
 def test_advisory_guards_are_reported_and_never_block() -> None:
     machine = door()
     impolite = fire(machine, "closed", "lock", {"key": "iron"})
@@ -438,6 +482,14 @@ def test_the_reference_machine_is_valid() -> None:
             [*OK_TRANSITIONS, T("a", "b", "go2", conditions=(GuardSpec("x exists", name=""),))],
             ("transitions", 2, "conditions", 0, "name"),
             "guard name must be a non-empty",
+        ),
+        (
+            "m",
+            "a",
+            OK_STATES,
+            [*OK_TRANSITIONS, T("a", "b", "go2", conditions=(GuardSpec("x exists", message=" "),))],
+            ("transitions", 2, "conditions", 0, "message"),
+            "guard message must be a non-empty",
         ),
         (
             "m",

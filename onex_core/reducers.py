@@ -39,7 +39,8 @@ Speed. A step should cost little more than building what it returns, so:
   data and no view is built; when no guard exists, no guard data is built at all). The step
   resolves transitions exactly as :func:`~onex_core.fsm.fire` does and delegates every
   rejection to it, so rejections are :func:`~onex_core.fsm.fire`'s own; a test holds the two to
-  the same answers.
+  the same answers. The step reads :class:`FsmState` fields by index (``state[1]`` is
+  ``sequence``) and calls the builder of a one-action transition directly, without a loop.
 """
 
 from __future__ import annotations
@@ -228,8 +229,11 @@ _NO_GUARDS, _PAYLOAD, _VIEW = 0, 1, 2
 
 _Check = Callable[[Mapping[str, Any]], bool]
 _Plan = tuple[tuple[str, Callable[[Any], Any]], ...]
-# all required guards as one check or None, advisories, fired, (action, builder) pairs
-_Step = tuple[_Check | None, tuple[tuple[str, _Check], ...], Fired, _Plan]
+# all required guards as one check or None, advisories, fired, its target, (action, builder)
+# pairs, and the only builder when there is exactly one (the usual case: no loop, no index)
+_Step = tuple[
+    _Check | None, tuple[tuple[str, _Check], ...], Fired, str, _Plan, Callable[[Any], Any] | None
+]
 
 
 class FsmReducer(Generic[E]):
@@ -313,7 +317,8 @@ class FsmReducer(Generic[E]):
                     plan = tuple(
                         (action, builders[action]) for action in fired.actions if action in builders
                     )
-                    steps.append((check, advisories, fired, plan))
+                    only = plan[0][1] if len(plan) == 1 else None
+                    steps.append((check, advisories, fired, fired.target, plan, only))
                     for guard in transition.guards:
                         reads = max(
                             reads, _VIEW if guard.condition.path[0] == "state" else _PAYLOAD
@@ -346,10 +351,10 @@ class FsmReducer(Generic[E]):
         """
         sequence_of = self._sequence_of
         if sequence_of is None:
-            sequence = state.sequence
+            sequence = state[1]
         else:
             sequence = sequence_of(event)
-            if sequence <= state.sequence:
+            if sequence <= state[1]:
                 return _tuple_new(Reduction, (state, (), None))
         trigger = self._trigger_of(event)
         if trigger is None:
@@ -357,13 +362,13 @@ class FsmReducer(Generic[E]):
 
         before = state
         restart_on = self._restart_on
-        if restart_on and trigger in restart_on and state.name in self._terminal:
-            before = _tuple_new(FsmState, (self._initial, state.sequence, state.attempt + 1, EMPTY))
+        if restart_on and trigger in restart_on and state[0] in self._terminal:
+            before = _tuple_new(FsmState, (self._initial, state[1], state[2] + 1, EMPTY))
         try:
-            reads, steps = self._table[before.name][trigger]
+            reads, steps = self._table[before[0]][trigger]
         except (KeyError, TypeError):  # unknown or terminal state, or no such transition
             return _tuple_new(
-                Reduction, (state, (), _rejection(self._machine, before.name, trigger, EMPTY))
+                Reduction, (state, (), _rejection(self._machine, before[0], trigger, EMPTY))
             )
 
         data: Mapping[str, Any] = EMPTY
@@ -373,10 +378,10 @@ class FsmReducer(Generic[E]):
                 data = guard_data(before, event)
             else:
                 payload = event.payload if isinstance(event, Envelope) else _payload_of(event)
-                data = payload if reads == _PAYLOAD else _GuardData(payload, before.data)
+                data = payload if reads == _PAYLOAD else _GuardData(payload, before[3])
 
         # Exactly fire()'s walk: the first candidate whose required guards all pass fires.
-        for check, advisories, fired, plan in steps:
+        for check, advisories, fired, target, plan, only in steps:
             if check is not None and not check(data):
                 continue
             if advisories:
@@ -385,14 +390,23 @@ class FsmReducer(Generic[E]):
             after = _tuple_new(
                 FsmState,
                 (
-                    fired.target,
+                    target,
                     sequence,
-                    before.attempt,
-                    before.data if update is None else update(before, event, fired),
+                    before[2],
+                    before[3] if update is None else update(before, event, fired),
                 ),
             )
-            intents: tuple[Intent, ...] = ()
-            for action, build in plan:  # usually one: a tuple grows cheaper than a list converts
+            intents: tuple[Intent, ...]
+            if only is not None:
+                built = only(
+                    _tuple_new(ActionContext, (event, before, after, fired, plan[0][0], 0))
+                )
+                if type(built) is Intent:
+                    return _tuple_new(Reduction, (after, (built,), None))
+                intents = () if built is None else _intents(built, plan[0][0], self._machine.name)
+                return _tuple_new(Reduction, (after, intents, None))
+            intents = ()
+            for action, build in plan:  # a tuple grows cheaper than a list converts
                 built = build(
                     _tuple_new(ActionContext, (event, before, after, fired, action, len(intents)))
                 )
@@ -401,7 +415,7 @@ class FsmReducer(Generic[E]):
                 elif built is not None:
                     intents += _intents(built, action, self._machine.name)
             return _tuple_new(Reduction, (after, intents, None))
-        rejected = _rejection(self._machine, before.name, trigger, data)
+        rejected = _rejection(self._machine, before[0], trigger, data)
         return _tuple_new(Reduction, (state, (), rejected))
 
 

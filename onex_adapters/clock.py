@@ -26,12 +26,13 @@ from __future__ import annotations
 import asyncio
 import selectors
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 __all__ = [
     "Clock",
+    "DelegatingSelector",
     "LoopClock",
     "SystemClock",
     "VirtualTimeLoop",
@@ -87,12 +88,13 @@ class LoopClock:
         return self._start + timedelta(seconds=current - self._origin)
 
 
-class _VirtualSelector(selectors.BaseSelector):
-    """Wraps a real selector; instead of blocking, advances the loop's virtual time."""
+class DelegatingSelector(selectors.BaseSelector):
+    """A real selector behind a hook: subclasses override :meth:`select` to decide how long the
+    loop may block (or to move a virtual clock instead). The loops in this package and in the
+    adapters that need another notion of time build on it."""
 
-    def __init__(self, loop: VirtualTimeLoop) -> None:
+    def __init__(self) -> None:
         self._real = selectors.DefaultSelector()
-        self._loop = loop
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self._real.register(fileobj, events, data)
@@ -103,11 +105,22 @@ class _VirtualSelector(selectors.BaseSelector):
     def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self._real.modify(fileobj, events, data)
 
-    def get_map(self) -> Any:
+    def get_map(self) -> Mapping[Any, selectors.SelectorKey]:
         return self._real.get_map()
 
     def close(self) -> None:
         self._real.close()
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        return self._real.select(timeout)
+
+
+class _VirtualSelector(DelegatingSelector):
+    """Instead of blocking, advances the loop's virtual time."""
+
+    def __init__(self, loop: VirtualTimeLoop) -> None:
+        super().__init__()
+        self._loop = loop
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         ready = self._real.select(0)

@@ -82,6 +82,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from onex_adapters.clock import DelegatingSelector
 from onex_adapters.kafka.admin import Provisioned, TopicSpec, create_topics
 from onex_adapters.kafka.bus import KafkaBus
 from onex_adapters.kafka.config import ConfigValue, KafkaSettings
@@ -396,27 +397,12 @@ def _wait_ready(buses: tuple[KafkaBus, ...], warm_at: float, timeout: float) -> 
 # --------------------------------------------------------------------------- accelerated time
 
 
-class _ScaledSelector(selectors.BaseSelector):
+class _ScaledSelector(DelegatingSelector):
     """Wraps a real selector; waits ``speed`` times shorter than the loop asks."""
 
     def __init__(self, speed: float) -> None:
-        self._real = selectors.DefaultSelector()
+        super().__init__()
         self._speed = speed
-
-    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        return self._real.register(fileobj, events, data)
-
-    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
-        return self._real.unregister(fileobj)
-
-    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        return self._real.modify(fileobj, events, data)
-
-    def get_map(self) -> Any:
-        return self._real.get_map()
-
-    def close(self) -> None:
-        self._real.close()
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         return self._real.select(None if timeout is None else timeout / self._speed)

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import selectors
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
 from typing import Any, TypeVar, TypeVarTuple
+
+from onex_adapters.clock import DelegatingSelector
 
 __all__ = ["DemoLoop", "run_on_demo_loop"]
 
@@ -32,28 +34,13 @@ T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 
-class _Selector(selectors.BaseSelector):
+class _Selector(DelegatingSelector):
     """A real selector that, instead of blocking until the next timer, moves the loop's
     virtual time there — unless real work is outstanding (see :class:`DemoLoop`)."""
 
     def __init__(self, loop: DemoLoop) -> None:
-        self._real = selectors.DefaultSelector()
+        super().__init__()
         self._loop = loop
-
-    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        return self._real.register(fileobj, events, data)
-
-    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
-        return self._real.unregister(fileobj)
-
-    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        return self._real.modify(fileobj, events, data)
-
-    def get_map(self) -> Mapping[Any, selectors.SelectorKey]:
-        return self._real.get_map()
-
-    def close(self) -> None:
-        self._real.close()
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         ready = self._real.select(0)

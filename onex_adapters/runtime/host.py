@@ -59,6 +59,7 @@ from typing import Any
 
 from onex_adapters.clock import Clock
 from onex_adapters.codec import DecodeError, EnvelopeCodec
+from onex_adapters.headers import envelope_headers
 from onex_adapters.redaction import REDACTOR, Redactor
 from onex_adapters.runtime.dlq import Attempt, DeadLetter, dead_letter
 from onex_adapters.runtime.effects import EffectBinding, EffectExecutor, EffectReport
@@ -129,19 +130,6 @@ class RuntimeStats:
 
 class _Stopping(Exception):
     """Raised inside a batch when the host must give up on it (drain deadline)."""
-
-
-def envelope_headers(envelope: Envelope) -> tuple[tuple[str, bytes], ...]:
-    """The bus headers that carry an envelope's metadata (the body carries it too)."""
-    headers = [
-        ("content_type", b"application/json"),
-        ("event_type", envelope.event_type.encode()),
-        ("correlation_id", str(envelope.correlation_id).encode()),
-        ("schema_version", str(envelope.schema_version).encode()),
-    ]
-    if envelope.causation_id is not None:
-        headers.append(("causation_id", str(envelope.causation_id).encode()))
-    return tuple(headers)
 
 
 class RuntimeHost:

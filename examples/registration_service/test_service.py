@@ -24,10 +24,10 @@ from onex_adapters.clock import LoopClock, run_virtual
 from onex_adapters.runtime import SeededIds
 from tests.adapters.fakes.consul_fake import ConsulFake
 from tests.adapters.fakes.vault_fake import VaultFake
-from tests.adapters.postgres._server import Found, discover
+from tests.adapters.postgres._server import Found
+from tests.adapters.postgres.fixtures import postgres_server
 
 ROOT = Path(__file__).resolve().parents[2]
-CI = os.environ.get("CI", "").lower() == "true"
 
 
 def test_a_short_simulation_on_the_embedded_default_ends_with_every_node_active(
@@ -111,22 +111,8 @@ def test_a_store_that_cannot_be_reached_fails_the_start(capsys: pytest.CaptureFi
 
 @pytest.fixture(scope="module")
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Found]:
-    with pytest.MonkeyPatch.context() as patch:  # libpq reads PG* and ~/.pgpass unasked
-        for name in list(os.environ):
-            if name.startswith("PG"):
-                patch.delenv(name)
-        patch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
-        try:
-            found = discover()
-        except RuntimeError as exc:
-            pytest.fail(str(exc), pytrace=False)
-        if isinstance(found, str):
-            if CI:
-                pytest.fail(f"PostgreSQL tests cannot run under CI=true: {found}", pytrace=False)
-            pytest.skip(found)
+    with postgres_server(tmp_path_factory.mktemp("home")) as found:
         yield found
-        if found.cluster is not None:
-            found.cluster.destroy()
 
 
 @pytest.mark.postgres

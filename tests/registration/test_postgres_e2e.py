@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import threading
 import time
 import uuid
@@ -60,12 +59,12 @@ from onex_core.errors import ContractError, EffectRejected, UsageError
 from onex_core.intents import Intent
 from onex_core.ports import EffectHandler, port_problems
 from onex_core.registration.model import DEADLINE_CHECK, STORE_REGISTRATION, UPDATE_REGISTRATION
-from tests.adapters.postgres._server import Found, discover, pooled
+from tests.adapters.postgres._server import Found, pooled
+from tests.adapters.postgres.fixtures import postgres_server
 from tests.registration.kit import at
 from tests.registration.live import CONFIG, Nodes, eventually, fast_contracts, running
 from tests.registration.pure import Node
 
-CI = os.environ.get("CI", "").lower() == "true"
 Admin = psycopg.Connection[tuple[Any, ...]]
 
 
@@ -74,22 +73,8 @@ Admin = psycopg.Connection[tuple[Any, ...]]
 
 @pytest.fixture(scope="module")
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Found]:
-    with pytest.MonkeyPatch.context() as patch:  # libpq reads PG* and ~/.pgpass unasked
-        for name in list(os.environ):
-            if name.startswith("PG"):
-                patch.delenv(name)
-        patch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
-        try:
-            found = discover()
-        except RuntimeError as exc:
-            pytest.fail(str(exc), pytrace=False)
-        if isinstance(found, str):
-            if CI:
-                pytest.fail(f"PostgreSQL tests cannot run under CI=true: {found}", pytrace=False)
-            pytest.skip(found)
+    with postgres_server(tmp_path_factory.mktemp("home")) as found:
         yield found
-        if found.cluster is not None:
-            found.cluster.destroy()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ the test: tests can run in parallel and leave nothing behind. Such tests are mar
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import uuid
 from collections.abc import Iterator
@@ -21,16 +20,8 @@ import pytest
 from psycopg import sql
 
 from onex_adapters.postgres import PostgresSettings, migrate
-from tests.adapters.postgres._server import Cluster, Found, discover, find_bindir
-
-CI = os.environ.get("CI", "").lower() == "true"
-
-
-def unavailable(reason: str) -> None:
-    """Skip — or, under CI=true, fail — because a server or a tool is missing."""
-    if CI:
-        pytest.fail(f"PostgreSQL tests cannot run under CI=true: {reason}", pytrace=False)
-    pytest.skip(reason)
+from tests.adapters.postgres._server import Cluster, Found, find_bindir
+from tests.adapters.postgres.fixtures import postgres_server, scrubbed_environment, unavailable
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -44,26 +35,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="package")
 def _clean_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """libpq reads PG* variables and ~/.pgpass unasked: scrub both for this package."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name in list(os.environ):
-            if name.startswith("PG"):
-                patch.delenv(name)
-        patch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
+    with scrubbed_environment(tmp_path_factory.mktemp("home")):
         yield
 
 
 @pytest.fixture(scope="package")
 def pg_server(_clean_environment: None) -> Iterator[Found]:
-    try:
-        found = discover()
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    if isinstance(found, str):
-        unavailable(found)
-        raise AssertionError("unreachable")
-    yield found
-    if found.cluster is not None:
-        found.cluster.destroy()
+    with postgres_server() as found:
+        yield found
 
 
 @pytest.fixture(scope="package")

@@ -14,38 +14,20 @@ import psycopg
 import pytest
 
 from onex_adapters.postgres import (
-    Pool,
     PostgresIdempotencyStore,
     PostgresSettings,
-    open_pool,
 )
 from onex_core.errors import UsageError
 from tests.adapters.port_suites import IdempotencyStoreSuite
 from tests.adapters.postgres._server import pooled
+from tests.adapters.postgres.fixtures import PoolsClosedPerTest
 
 Admin = psycopg.Connection[tuple[Any, ...]]
 
 
-class TestPostgresIdempotencyStore(IdempotencyStoreSuite):
-    @pytest.fixture(autouse=True)
-    def _database(self, settings: PostgresSettings) -> None:
-        self.settings = settings
-        self.pools: list[Pool] = []
-
+class TestPostgresIdempotencyStore(PoolsClosedPerTest, IdempotencyStoreSuite):
     async def make_store(self) -> PostgresIdempotencyStore:
-        pool = await open_pool(self.settings)
-        self.pools.append(pool)
-        return PostgresIdempotencyStore(pool)
-
-    def run(self, scenario: Awaitable[Any]) -> Any:
-        async def closing() -> Any:
-            try:
-                return await scenario
-            finally:
-                for pool in self.pools:
-                    await pool.close()
-
-        return asyncio.run(closing())
+        return PostgresIdempotencyStore(await self.open_pool())
 
 
 def run(coro: Awaitable[Any]) -> Any:

@@ -23,7 +23,6 @@ from hypothesis import strategies as st
 
 from onex_adapters.memory import InMemoryProjectionStore
 from onex_adapters.postgres import (
-    Pool,
     PostgresProjectionStore,
     PostgresRejected,
     PostgresSettings,
@@ -39,6 +38,7 @@ from onex_core.errors import UsageError
 from onex_core.outputs import Projection, is_stale
 from tests.adapters.port_suites import T0, ProjectionStoreSuite, projection
 from tests.adapters.postgres._server import pooled
+from tests.adapters.postgres.fixtures import PoolsClosedPerTest
 
 Admin = psycopg.Connection[tuple[Any, ...]]
 
@@ -46,26 +46,9 @@ Admin = psycopg.Connection[tuple[Any, ...]]
 # --------------------------------------------------------------------------- the port suite
 
 
-class TestPostgresProjectionStore(ProjectionStoreSuite):
-    @pytest.fixture(autouse=True)
-    def _database(self, settings: PostgresSettings) -> None:
-        self.settings = settings
-        self.pools: list[Pool] = []
-
+class TestPostgresProjectionStore(PoolsClosedPerTest, ProjectionStoreSuite):
     async def make_store(self) -> PostgresProjectionStore:
-        pool = await open_pool(self.settings)
-        self.pools.append(pool)
-        return PostgresProjectionStore(pool)
-
-    def run(self, scenario: Awaitable[Any]) -> Any:
-        async def closing() -> Any:
-            try:
-                return await scenario
-            finally:
-                for pool in self.pools:
-                    await pool.close()
-
-        return asyncio.run(closing())
+        return PostgresProjectionStore(await self.open_pool())
 
 
 # --------------------------------------------------------------------------- JSONB encoding
